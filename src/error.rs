@@ -1,0 +1,49 @@
+//! One error type for the core crate: every failure names the file or field at fault.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("IDX file {path}: {why}")]
+    Idx { path: String, why: String },
+    #[error("dataset {path}: {why}")]
+    Dataset { path: String, why: String },
+    #[error("image {path}: {why}")]
+    Image { path: String, why: String },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("bundle: {0}")]
+    Bundle(String),
+    #[error("checkpoint {path}: {why}")]
+    Checkpoint { path: String, why: String },
+}
+
+impl Error {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, flushed, then renamed
+/// over the target, so a crash never leaves a half-written checkpoint, bundle or dataset.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| Error::io(path, e))
+}

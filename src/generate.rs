@@ -1,0 +1,66 @@
+//! Generation: sample codes from the prior, decode them into pairs.
+//! `codes → decode → pair`, the second half of the data flow.
+
+use burn::prelude::*;
+
+use crate::bundle::Bundle;
+use crate::data::batch::to_rgb;
+use crate::sampler::{SampleOptions, sample_codes};
+
+/// One generated pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedPair {
+    /// RGB bytes, 64×64×3.
+    pub image: Vec<u8>,
+    pub caption: String,
+    /// The 72 codes it was decoded from.
+    pub codes: Vec<u32>,
+}
+
+impl Bundle {
+    /// Code sequences → the tensors to read back: images `[B, 3, 64, 64]` and the most
+    /// likely token per position `[B, token_length]`.
+    pub fn decode_tensors(&self, codes: &[Vec<u32>], device: &Device) -> (Tensor<4>, Tensor<2, Int>) {
+        let (batch, n) = (codes.len(), codes[0].len());
+        let flat: Vec<i64> = codes.iter().flatten().map(|&c| c as i64).collect();
+        let codes = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, n]), device);
+        let decoded = self.generator.decoder.decode(codes);
+        let tokens = decoded.logits.argmax(2).squeeze_dim::<2>(2);
+        (decoded.image, tokens)
+    }
+
+    /// Read-back values → pairs (shared by the native and the browser path).
+    pub fn pairs_from(&self, codes: Vec<Vec<u32>>, image_values: &[f32], token_ids: &[i64]) -> Vec<GeneratedPair> {
+        let length = self.tokenizer.length();
+        to_rgb(image_values)
+            .into_iter()
+            .zip(token_ids.chunks(length))
+            .zip(codes)
+            .map(|((image, ids), codes)| {
+                let ids: Vec<u32> = ids.iter().map(|&t| t as u32).collect();
+                GeneratedPair { image, caption: self.tokenizer.decode(&ids), codes }
+            })
+            .collect()
+    }
+
+    /// Decodes code sequences into pairs (native, synchronous readback).
+    pub fn decode_codes(&self, codes: Vec<Vec<u32>>, device: &Device) -> Vec<GeneratedPair> {
+        let (images, tokens) = self.decode_tensors(&codes, device);
+        let images = images.into_data().try_into_vec_as::<f32>().expect("f32 images");
+        let tokens = tokens.into_data().try_into_vec_as::<i64>().expect("int tokens");
+        self.pairs_from(codes, &images, &tokens)
+    }
+
+    /// Generates `count` pairs in batches of at most `batch`; batch `i` uses seed `seed + i`.
+    pub fn generate(&self, count: usize, batch: usize, opts: SampleOptions, device: &Device) -> Vec<GeneratedPair> {
+        let positions = self.config.stage1.positions();
+        let mut out = Vec::with_capacity(count);
+        for (i, start) in (0..count).step_by(batch.max(1)).enumerate() {
+            let n = batch.max(1).min(count - start);
+            let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
+            let codes = sample_codes(&self.generator.prior, n, positions, opts, device);
+            out.extend(self.decode_codes(codes, device));
+        }
+        out
+    }
+}

@@ -1,0 +1,70 @@
+//! Input masking (paper §3.2): during training, a share of the 8×8 image patches is zeroed
+//! and a share of the caption tokens is replaced by `[MASK]`; the model must rebuild the
+//! full pair, so each modality's codes learn to carry what the other one lost.
+//! Masks are drawn on the CPU with the run's seeded generator, so runs are reproducible.
+
+use crate::rng::Rng;
+use crate::tokenizer::{MASK_ID, PAD_ID};
+
+/// Zeroes `floor(n_patches × ratio)` distinct `patch × patch` squares of each image.
+/// `images` is `[batch, 3, side, side]` in row-major order. Returns the patches zeroed.
+pub fn mask_image_patches(images: &mut [f32], side: usize, patch: usize, ratio: f64, rng: &mut Rng) -> usize {
+    let per_side = side / patch;
+    let n_patches = per_side * per_side;
+    let k = (n_patches as f64 * ratio).floor() as usize;
+    let plane = side * side;
+    let mut zeroed = 0;
+    for image in images.chunks_mut(3 * plane) {
+        let mut order: Vec<usize> = (0..n_patches).collect();
+        rng.shuffle(&mut order);
+        for &p in &order[..k] {
+            let (py, px) = (p / per_side * patch, p % per_side * patch);
+            for ch in 0..3 {
+                for y in py..py + patch {
+                    let row = ch * plane + y * side;
+                    image[row + px..row + px + patch].fill(0.0);
+                }
+            }
+            zeroed += 1;
+        }
+    }
+    zeroed
+}
+
+/// Replaces `floor(n × ratio)` distinct non-pad tokens of each caption by `[MASK]`
+/// (`n` = the caption's non-pad tokens). Returns the tokens masked.
+pub fn mask_tokens(tokens: &mut [u32], length: usize, ratio: f64, rng: &mut Rng) -> usize {
+    let mut masked = 0;
+    for caption in tokens.chunks_mut(length) {
+        let mut real: Vec<usize> = (0..length).filter(|&i| caption[i] != PAD_ID).collect();
+        let k = (real.len() as f64 * ratio).floor() as usize;
+        rng.shuffle(&mut real);
+        for &i in &real[..k] {
+            caption[i] = MASK_ID;
+        }
+        masked += k;
+    }
+    masked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_the_configured_share() {
+        let mut rng = Rng::new(1, 0);
+        let mut images = vec![1.0f32; 2 * 3 * 64 * 64];
+        assert_eq!(mask_image_patches(&mut images, 64, 8, 0.3, &mut rng), 2 * 19); // floor(64 × 0.3)
+        let zero = images.iter().filter(|&&v| v == 0.0).count();
+        assert_eq!(zero, 2 * 19 * 64 * 3);
+
+        let mut tokens = vec![5u32; 2 * 64];
+        tokens[20..64].fill(PAD_ID); // first caption: 20 real tokens
+        let masked = mask_tokens(&mut tokens, 64, 0.3, &mut rng);
+        assert_eq!(masked, 6 + 19); // floor(20 × 0.3) + floor(64 × 0.3)
+        assert_eq!(tokens[..64].iter().filter(|&&t| t == MASK_ID).count(), 6);
+        assert!(tokens[20..64].iter().all(|&t| t == PAD_ID), "padding is never masked");
+        assert_eq!(mask_tokens(&mut tokens, 64, 0.0, &mut rng), 0);
+    }
+}

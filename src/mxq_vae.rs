@@ -1,0 +1,153 @@
+//! Stage 1, assembled: `pair → encode → codes → decode → pair`.
+//!
+//! The encoder half (image and text encoders, joint encoder) is only needed to train and to
+//! turn real pairs into codes; the decoder half (codebook, cross maps, decoders) is what the
+//! bundle ships for generation.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+
+use crate::config::Stage1Config;
+use crate::cross_maps::CrossMaps;
+use crate::cross_quantizer::{CrossQuantizer, Quantized};
+use crate::decoders::{ImageDecoder, TextDecoder};
+use crate::image_encoder::ImageEncoder;
+use crate::joint_encoder::JointEncoder;
+use crate::text_encoder::TextEncoder;
+
+/// Pair → continuous features, one per position of the unified sequence.
+#[derive(Module, Debug)]
+pub struct MxqEncoder {
+    image: ImageEncoder,
+    text: TextEncoder,
+    /// `None` in the "no joint encoder" ablation.
+    joint: Option<JointEncoder>,
+}
+
+/// Codes → pair: the shared codebook, the cross maps and both decoders.
+#[derive(Module, Debug)]
+pub struct MxqDecoder {
+    pub quantizer: CrossQuantizer,
+    cross_maps: CrossMaps,
+    image: ImageDecoder,
+    text: TextDecoder,
+}
+
+/// The whole stage-1 model.
+#[derive(Module, Debug)]
+pub struct MxqVae {
+    pub encoder: MxqEncoder,
+    pub decoder: MxqDecoder,
+}
+
+/// A decoded pair, as tensors.
+#[derive(Debug, Clone)]
+pub struct DecodedPair {
+    /// `[batch, 3, 64, 64]`, ≈ [-1, 1]
+    pub image: Tensor<4>,
+    /// `[batch, token_length, vocab]`
+    pub logits: Tensor<3>,
+}
+
+/// Everything one training forward pass gives.
+#[derive(Debug, Clone)]
+pub struct Stage1Output {
+    pub decoded: DecodedPair,
+    pub quantized: Quantized,
+    pub loss: Stage1Loss,
+}
+
+/// The stage-1 loss and its parts (paper eq. 3): image MSE + token CE + codebook + β·commitment.
+#[derive(Debug, Clone)]
+pub struct Stage1Loss {
+    pub total: Tensor<1>,
+    pub image_mse: Tensor<1>,
+    pub text_ce: Tensor<1>,
+    pub codebook: Tensor<1>,
+    pub commitment: Tensor<1>,
+}
+
+impl MxqEncoder {
+    /// # Shapes
+    /// - images: `[batch, 3, 64, 64]`, tokens: `[batch, token_length]`
+    /// - output: `[batch, 72, code_dim]`
+    pub fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let image = self.image.forward(images); // [B, 64, D]
+        let text = self.text.forward(tokens); // [B, 8, D]
+        match &self.joint {
+            Some(joint) => joint.forward(image, text),
+            None => Tensor::cat(vec![image, text], 1),
+        }
+    }
+}
+
+impl MxqDecoder {
+    pub fn new(c: &Stage1Config, device: &Device) -> Self {
+        Self {
+            quantizer: CrossQuantizer::new(c, device),
+            cross_maps: CrossMaps::new(c, device),
+            image: ImageDecoder::new(c, device),
+            text: TextDecoder::new(c, device),
+        }
+    }
+
+    /// Decodes quantized vectors `[batch, 72, code_dim]`.
+    pub fn decode_quantized(&self, quantized: Tensor<3>) -> DecodedPair {
+        let (image, text) = self.cross_maps.forward(quantized);
+        DecodedPair { image: self.image.forward(image), logits: self.text.forward(text) }
+    }
+
+    /// Decodes code indices `[batch, 72]`: all that generation needs.
+    pub fn decode(&self, codes: Tensor<2, Int>) -> DecodedPair {
+        self.decode_quantized(self.quantizer.lookup(codes))
+    }
+}
+
+impl MxqVae {
+    pub fn new(c: &Stage1Config, device: &Device) -> Self {
+        Self {
+            encoder: MxqEncoder {
+                image: ImageEncoder::new(c, device),
+                text: TextEncoder::new(c, device),
+                joint: c.joint.then(|| JointEncoder::new(c, device)),
+            },
+            decoder: MxqDecoder::new(c, device),
+        }
+    }
+
+    /// The unified code sequence of each pair, `[batch, 72]`.
+    pub fn encode(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> Tensor<2, Int> {
+        self.decoder.quantizer.nearest(self.encoder.forward(images, tokens))
+    }
+
+    /// Training pass: encode the (masked) inputs, quantize, decode, and score against
+    /// the full targets.
+    pub fn forward(
+        &self,
+        inputs: (Tensor<4>, Tensor<2, Int>),
+        targets: (Tensor<4>, Tensor<2, Int>),
+        commitment: f64,
+    ) -> Stage1Output {
+        let features = self.encoder.forward(inputs.0, inputs.1);
+        let quantized = self.decoder.quantizer.forward(features);
+        let decoded = self.decoder.decode_quantized(quantized.quantized.clone());
+        let loss = stage1_loss(&decoded, &quantized, targets, commitment);
+        Stage1Output { decoded, quantized, loss }
+    }
+}
+
+fn stage1_loss(
+    decoded: &DecodedPair,
+    q: &Quantized,
+    (images, tokens): (Tensor<4>, Tensor<2, Int>),
+    beta: f64,
+) -> Stage1Loss {
+    let image_mse = (decoded.image.clone() - images).powf_scalar(2.0).mean();
+    let [batch, length, vocab] = decoded.logits.dims();
+    // Padding is a target too (unlike the authors' ignore_index): the decoder must say
+    // where the caption ends, since generated captions have no other end marker.
+    let ce = CrossEntropyLossConfig::new().init(&decoded.logits.device());
+    let text_ce = ce.forward(decoded.logits.clone().reshape([batch * length, vocab]), tokens.reshape([batch * length]));
+    let total = image_mse.clone() + text_ce.clone() + q.codebook_loss.clone() + q.commitment_loss.clone() * beta;
+    Stage1Loss { total, image_mse, text_ce, codebook: q.codebook_loss.clone(), commitment: q.commitment_loss.clone() }
+}

@@ -1,0 +1,156 @@
+//! Stage 2 (paper §3.3): a GPT-style decoder over `[start, 72 codes]` that learns
+//! p(code_i | code_<i) of stage 1's unified sequences. Pre-norm blocks (GPT-2), learned
+//! positions, an untied head over the codebook. `step` runs one position against a
+//! key/value cache, so sampling 72 codes costs 72 single-position passes.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+
+use crate::config::PriorConfig;
+
+#[derive(Module, Debug)]
+pub struct PriorBlock {
+    norm_attn: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    norm_mlp: LayerNorm,
+    fc: Linear,
+    fc_out: Linear,
+    heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Prior {
+    token_embedding: Embedding,
+    position_embedding: Embedding,
+    blocks: Vec<PriorBlock>,
+    norm: LayerNorm,
+    head: Linear,
+    /// Codebook size: code ids are `0..codes`, the start token is `codes`.
+    codes: usize,
+}
+
+/// Keys and values of the positions seen so far, per block: `[batch, heads, t, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// Positions already in the cache.
+    pub len: usize,
+}
+
+impl PriorBlock {
+    fn new(c: &PriorConfig, device: &Device) -> Self {
+        let d = c.d_model;
+        let init = Initializer::Normal { mean: 0.0, std: 0.02 };
+        // GPT-2 scales the residual projections by 1/sqrt(2 × layers).
+        let out_init = Initializer::Normal { mean: 0.0, std: 0.02 / (2.0 * c.layers as f64).sqrt() };
+        Self {
+            norm_attn: LayerNormConfig::new(d).init(device),
+            qkv: LinearConfig::new(d, 3 * d).with_initializer(init.clone()).init(device),
+            proj: LinearConfig::new(d, d).with_initializer(out_init.clone()).init(device),
+            norm_mlp: LayerNormConfig::new(d).init(device),
+            fc: LinearConfig::new(d, 4 * d).with_initializer(init).init(device),
+            fc_out: LinearConfig::new(4 * d, d).with_initializer(out_init).init(device),
+            heads: c.heads,
+        }
+    }
+
+    /// `x`: `[B, T, d]` new positions; `past`: cached keys/values of earlier positions.
+    /// Returns the output and the keys/values including the new positions.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+        causal: bool,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [batch, t, d] = x.dims();
+        let head_dim = d / self.heads;
+        let split = |y: Tensor<3>| y.reshape([batch, t, self.heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
+        let qkv = self.qkv.forward(self.norm_attn.forward(x.clone())); // [B, T, 3d]
+        let q = split(qkv.clone().slice([0..batch, 0..t, 0..d]));
+        let mut k = split(qkv.clone().slice([0..batch, 0..t, d..2 * d]));
+        let mut v = split(qkv.slice([0..batch, 0..t, 2 * d..3 * d]));
+        if let Some((pk, pv)) = past {
+            k = Tensor::cat(vec![pk, k], 2);
+            v = Tensor::cat(vec![pv, v], 2);
+        }
+        let total = k.dims()[2];
+        let mut scores = q.matmul(k.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt(); // [B, H, T, total]
+        if causal && t > 1 {
+            // position i (at total - t + i) sees keys 0..=total - t + i
+            let mask = Tensor::<2, Bool>::tril_mask([t, total], (total - t) as i64, &x.device());
+            scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
+        }
+        let attn = softmax(scores, 3).matmul(v.clone()); // [B, H, T, hd]
+        let attn = attn.swap_dims(1, 2).reshape([batch, t, d]);
+        let x = x + self.proj.forward(attn);
+        let x = x.clone() + self.fc_out.forward(gelu(self.fc.forward(self.norm_mlp.forward(x))));
+        (x, (k, v))
+    }
+}
+
+impl Prior {
+    /// A prior over `codes` code ids and sequences of `positions` codes.
+    pub fn new(c: &PriorConfig, codes: usize, positions: usize, device: &Device) -> Self {
+        let init = Initializer::Normal { mean: 0.0, std: 0.02 };
+        Self {
+            token_embedding: EmbeddingConfig::new(codes + 1, c.d_model).with_initializer(init.clone()).init(device),
+            position_embedding: EmbeddingConfig::new(positions + 1, c.d_model)
+                .with_initializer(init.clone())
+                .init(device),
+            blocks: (0..c.layers).map(|_| PriorBlock::new(c, device)).collect(),
+            norm: LayerNormConfig::new(c.d_model).init(device),
+            head: LinearConfig::new(c.d_model, codes).with_bias(false).with_initializer(init).init(device),
+            codes,
+        }
+    }
+
+    /// The start token id.
+    pub fn start(&self) -> usize {
+        self.codes
+    }
+
+    /// Positions this prior can hold (start + codes).
+    pub fn max_positions(&self) -> usize {
+        self.position_embedding.weight.dims()[0]
+    }
+
+    /// Runs `tokens` as positions `cache.len..cache.len + T`, appending to the cache.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, T]` → logits `[batch, T, codes]` for the *next* code at each position
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let [batch, t] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(cache.len as i64..(cache.len + t) as i64, &device)
+            .reshape([1, t])
+            .repeat_dim(0, batch);
+        let mut x = self.token_embedding.forward(tokens) + self.position_embedding.forward(positions); // [B, T, d]
+        cache.layers.resize(self.blocks.len(), None);
+        for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            let (y, kv) = block.forward(x, slot.take(), true);
+            x = y;
+            *slot = Some(kv);
+        }
+        cache.len += t;
+        self.head.forward(self.norm.forward(x))
+    }
+
+    /// Full-sequence pass (training).
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward_cached(tokens, &mut KvCache::default())
+    }
+
+    /// Next-code cross-entropy of code sequences `[batch, 72]` (the start token is prepended).
+    pub fn loss(&self, codes: Tensor<2, Int>) -> Tensor<1> {
+        let [batch, n] = codes.dims();
+        let device = codes.device();
+        let start = Tensor::<2, Int>::full([batch, 1], self.start() as i64, &device);
+        let inputs = Tensor::cat(vec![start, codes.clone().slice([0..batch, 0..n - 1])], 1); // [B, 72]
+        let logits = self.forward(inputs); // [B, 72, K]
+        let ce = CrossEntropyLossConfig::new().init(&device);
+        ce.forward(logits.reshape([batch * n, self.codes]), codes.reshape([batch * n]))
+    }
+}

@@ -1,0 +1,159 @@
+//! Sampling the prior (paper §3.3): 72 steps from the start token with the KV cache;
+//! at each step the logits are read back and the next codes drawn on the CPU with
+//! temperature, top-k and top-p (nucleus) filtering and a seeded generator.
+//!
+//! Drawing on the CPU keeps the result identical on every backend for equal logits, and
+//! sidesteps `topk`/sort, which WebGPU in wasm lacks. [`Sampling`] is a step-wise state
+//! machine so the browser can await each readback; [`sample_codes`] is the native loop.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::prior::{KvCache, Prior};
+use crate::rng::Rng;
+
+/// How to draw codes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SampleOptions {
+    /// Divides the logits: < 1 sharper, > 1 more varied.
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely codes (0 = all).
+    pub top_k: usize,
+    /// Keep the smallest set of codes whose probability reaches `top_p` (1 = all).
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 0 }
+    }
+}
+
+/// Draws one index from `logits` under `opts` (greedy when `temperature` is 0).
+pub fn draw(logits: &[f32], opts: &SampleOptions, rng: &mut Rng) -> usize {
+    let argmax = || logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+    if opts.temperature <= 0.0 {
+        return argmax();
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if opts.top_k > 0 {
+        order.truncate(opts.top_k);
+    }
+    let top = logits[order[0]];
+    let weights: Vec<f32> = order.iter().map(|&i| ((logits[i] - top) / opts.temperature).exp()).collect();
+    let total: f32 = weights.iter().sum();
+    // nucleus: the shortest prefix whose mass reaches top_p (at least one code)
+    let mut keep = weights.len();
+    if opts.top_p < 1.0 {
+        let mut mass = 0.0;
+        for (n, w) in weights.iter().enumerate() {
+            mass += w / total;
+            if mass >= opts.top_p {
+                keep = n + 1;
+                break;
+            }
+        }
+    }
+    let kept: f32 = weights[..keep].iter().sum();
+    let mut u = rng.unit_f32() * kept;
+    for (n, w) in weights[..keep].iter().enumerate() {
+        if u < *w {
+            return order[n];
+        }
+        u -= w;
+    }
+    order[keep - 1]
+}
+
+/// Step-wise sampling of `batch` code sequences.
+pub struct Sampling {
+    cache: KvCache,
+    next: Vec<u32>,
+    codes: Vec<Vec<u32>>,
+    length: usize,
+    opts: SampleOptions,
+    rng: Rng,
+}
+
+impl Sampling {
+    /// Starts `batch` sequences of `length` codes from the start token.
+    pub fn new(prior: &Prior, batch: usize, length: usize, opts: SampleOptions) -> Self {
+        Self {
+            cache: KvCache::default(),
+            next: vec![prior.start() as u32; batch],
+            codes: vec![Vec::with_capacity(length); batch],
+            length,
+            opts,
+            rng: Rng::new(opts.seed, 0x5A_4D_50_4C),
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.codes[0].len() >= self.length
+    }
+    /// Codes drawn so far, per sequence.
+    pub fn codes(&self) -> &[Vec<u32>] {
+        &self.codes
+    }
+
+    /// Runs the prior one position forward: logits `[batch, codes]` for the next code.
+    pub fn logits(&mut self, prior: &Prior, device: &Device) -> Tensor<2> {
+        let batch = self.next.len();
+        let ids: Vec<i64> = self.next.iter().map(|&c| c as i64).collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), device);
+        let logits = prior.forward_cached(tokens, &mut self.cache); // [B, 1, K]
+        let k = logits.dims()[2];
+        logits.reshape([batch, k])
+    }
+
+    /// Takes the logits read back from [`Self::logits`] (row-major `[batch, codes]`) and
+    /// draws each sequence's next code.
+    pub fn push(&mut self, logits: &[f32]) {
+        let k = logits.len() / self.next.len();
+        for (b, row) in logits.chunks(k).enumerate() {
+            let code = draw(row, &self.opts, &mut self.rng) as u32;
+            self.codes[b].push(code);
+            self.next[b] = code;
+        }
+    }
+
+    pub fn into_codes(self) -> Vec<Vec<u32>> {
+        self.codes
+    }
+}
+
+/// Samples `batch` sequences of `length` codes (native: synchronous readback).
+pub fn sample_codes(prior: &Prior, batch: usize, length: usize, opts: SampleOptions, device: &Device) -> Vec<Vec<u32>> {
+    let mut sampling = Sampling::new(prior, batch, length, opts);
+    while !sampling.done() {
+        let logits = sampling.logits(prior, device).into_data().try_into_vec_as::<f32>().expect("f32 logits");
+        sampling.push(&logits);
+    }
+    sampling.into_codes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_follow_top_k_top_p_and_temperature() {
+        let logits = [0.0f32, 3.0, 2.9, -1.0];
+        let mut rng = Rng::new(0, 0);
+        let greedy = SampleOptions { temperature: 0.0, ..Default::default() };
+        assert_eq!(draw(&logits, &greedy, &mut rng), 1);
+        let top1 = SampleOptions { top_k: 1, ..Default::default() };
+        assert!((0..50).all(|_| draw(&logits, &top1, &mut rng) == 1));
+        let top2 = SampleOptions { top_k: 2, ..Default::default() };
+        let seen: std::collections::BTreeSet<_> = (0..200).map(|_| draw(&logits, &top2, &mut rng)).collect();
+        assert_eq!(seen, [1, 2].into());
+        // p(1) ≈ 0.50, p(2) ≈ 0.45: top_p 0.4 keeps only code 1
+        let nucleus = SampleOptions { top_p: 0.4, ..Default::default() };
+        assert!((0..50).all(|_| draw(&logits, &nucleus, &mut rng) == 1));
+        let all = SampleOptions::default();
+        let seen: std::collections::BTreeSet<_> = (0..2000).map(|_| draw(&logits, &all, &mut rng)).collect();
+        assert_eq!(seen.len(), 4);
+    }
+}

@@ -1,0 +1,112 @@
+//! Caption tokenizer: byte-level BPE trained with the `tokenizers` crate, padded and
+//! truncated to a fixed length. The same `tokenizer.json` runs natively and in wasm, so
+//! both tokenize identically.
+
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::Error;
+
+/// Padding: fills captions up to the fixed length; ignored by the text loss.
+pub const PAD: &str = "[PAD]";
+/// Unknown token: bytes never seen in the training captions map to it.
+pub const UNK: &str = "[UNK]";
+/// Input masking replaces tokens with this (paper §3.2).
+pub const MASK: &str = "[MASK]";
+/// The specials take ids 0, 1, 2 in this order.
+pub const SPECIALS: [&str; 3] = [PAD, UNK, MASK];
+pub const PAD_ID: u32 = 0;
+pub const MASK_ID: u32 = 2;
+
+/// A trained tokenizer that turns captions into exactly `length` ids and back.
+#[derive(Clone)]
+pub struct CaptionTokenizer {
+    inner: Tokenizer,
+    length: usize,
+}
+
+impl std::fmt::Debug for CaptionTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CaptionTokenizer(vocab {}, length {})", self.vocab_size(), self.length)
+    }
+}
+
+impl CaptionTokenizer {
+    /// Trains byte-level BPE on `captions` with at most `vocab_size` entries (specials included).
+    pub fn train<'a>(
+        captions: impl Iterator<Item = &'a str> + Send,
+        vocab_size: usize,
+        length: usize,
+    ) -> Result<Self, Error> {
+        let tk = |e: tokenizers::Error| Error::Tokenizer(e.to_string());
+        let bpe = BPE::builder().unk_token(UNK.into()).build().map_err(tk)?;
+        let mut inner = Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevel::default()));
+        let specials = SPECIALS.iter().map(|s| AddedToken::from(*s, true)).collect();
+        let mut trainer: tokenizers::models::TrainerWrapper = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .special_tokens(specials)
+            .build()
+            .into();
+        inner.train(&mut trainer, captions).map_err(tk)?;
+        inner.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::Fixed(length),
+            direction: PaddingDirection::Right,
+            pad_to_multiple_of: None,
+            pad_id: PAD_ID,
+            pad_type_id: 0,
+            pad_token: PAD.into(),
+        }));
+        inner.with_truncation(Some(TruncationParams { max_length: length, ..Default::default() })).map_err(tk)?;
+        Self::checked(inner)
+    }
+
+    /// Reads a `tokenizer.json` (as written by [`Self::to_json`]).
+    pub fn from_json(json: &str) -> Result<Self, Error> {
+        let inner = Tokenizer::from_bytes(json.as_bytes()).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Self::checked(inner)
+    }
+
+    fn checked(inner: Tokenizer) -> Result<Self, Error> {
+        for (id, s) in SPECIALS.iter().enumerate() {
+            if inner.token_to_id(s) != Some(id as u32) {
+                return Err(Error::Tokenizer(format!("special token {s} must have id {id}")));
+            }
+        }
+        let length = match inner.get_padding().map(|p| &p.strategy) {
+            Some(PaddingStrategy::Fixed(n)) => *n,
+            _ => return Err(Error::Tokenizer("tokenizer has no fixed padding length".into())),
+        };
+        Ok(Self { inner, length })
+    }
+
+    pub fn to_json(&self) -> String {
+        self.inner.to_string(false).expect("a trained tokenizer serializes")
+    }
+    /// Entries in the vocabulary, specials included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+    /// Ids per caption.
+    pub fn length(&self) -> usize {
+        self.length
+    }
+
+    /// A caption as exactly `length` ids (padded with [`PAD_ID`], truncated if longer).
+    pub fn encode(&self, caption: &str) -> Vec<u32> {
+        match self.inner.encode(caption, false) {
+            Ok(enc) => enc.get_ids().to_vec(),
+            // byte-level BPE covers every byte, so encoding cannot fail on a string
+            Err(_) => vec![PAD_ID; self.length],
+        }
+    }
+
+    /// Ids back to text, dropping the specials.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, true).unwrap_or_default().trim().to_string()
+    }
+}

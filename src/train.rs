@@ -1,0 +1,550 @@
+//! Training both stages: an AdamW loop with seeded shuffling and masking, per-epoch
+//! metrics to `metrics.jsonl`, atomic checkpoints and `resume`.
+//!
+//! A hand-written loop rather than burn-train's `Learner`: stage 1 mutates the codebook
+//! between steps (data seeding and dead-code restarts), which a `TrainStep(&self)` cannot
+//! do, and resuming mid-epoch needs the step position in the checkpoint.
+//! Checkpoints are burnpack records (they keep parameter ids, so the AdamW state matches
+//! on resume) plus `state.json`, written last: a checkpoint exists once its state does.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{IMAGE_SIZE, MxqConfig};
+use crate::cross_quantizer::CodebookUsage;
+use crate::data::Pair;
+use crate::data::batch::push_image;
+use crate::error::{Error, write_atomic};
+use crate::masking::{mask_image_patches, mask_tokens};
+use crate::mxq_vae::MxqVae;
+use crate::prior::Prior;
+use crate::rng::Rng;
+use crate::tokenizer::CaptionTokenizer;
+
+/// How to train one stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Linear warm-up of the learning rate over this many steps.
+    pub warmup_steps: usize,
+    pub seed: u64,
+    /// Stop after this many steps in all (for quick runs); the checkpoint still resumes.
+    pub max_steps: Option<usize>,
+    /// Write a checkpoint every this many steps (and at each epoch end).
+    pub checkpoint_every: usize,
+    /// Stage 1: seed the codebook with encoder outputs at the first step.
+    pub codebook_from_data: bool,
+    /// Stage 1: every this many steps, codes unused since the last check are restarted
+    /// from encoder outputs of the current batch (0 = never).
+    pub restart_dead_every: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            learning_rate: 5e-4,
+            weight_decay: 1e-4,
+            warmup_steps: 100,
+            seed: 0,
+            max_steps: None,
+            checkpoint_every: 500,
+            codebook_from_data: true,
+            restart_dead_every: 100,
+        }
+    }
+}
+
+/// Pairs ready for batching: RGB bytes and token ids, back to back.
+pub struct PairSet {
+    pub images: Vec<u8>,
+    pub tokens: Vec<u32>,
+    pub length: usize,
+}
+
+impl PairSet {
+    pub fn new(pairs: &[Pair], tokenizer: &CaptionTokenizer) -> Self {
+        Self {
+            images: pairs.iter().flat_map(|p| p.image.iter().copied()).collect(),
+            tokens: pairs.iter().flat_map(|p| tokenizer.encode(&p.caption)).collect(),
+            length: tokenizer.length(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.tokens.len() / self.length
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Images `[B, 3, 64, 64]` and tokens `[B, L]` of the pairs `ids`, optionally masked.
+    pub fn batch(
+        &self,
+        ids: &[usize],
+        mask: Option<(&crate::config::Stage1Config, &mut Rng)>,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<2, Int>) {
+        let px = IMAGE_SIZE * IMAGE_SIZE * 3;
+        let mut images = Vec::with_capacity(ids.len() * px);
+        let mut tokens = Vec::with_capacity(ids.len() * self.length);
+        for &i in ids {
+            push_image(&self.images[i * px..(i + 1) * px], &mut images);
+            tokens.extend_from_slice(&self.tokens[i * self.length..(i + 1) * self.length]);
+        }
+        if let Some((c, rng)) = mask {
+            mask_image_patches(&mut images, IMAGE_SIZE, c.mask_patch, c.image_mask_ratio, rng);
+            mask_tokens(&mut tokens, self.length, c.text_mask_ratio, rng);
+        }
+        let b = ids.len();
+        let tokens: Vec<i64> = tokens.into_iter().map(i64::from).collect();
+        (
+            Tensor::from_data(TensorData::new(images, [b, 3, IMAGE_SIZE, IMAGE_SIZE]), device),
+            Tensor::from_data(TensorData::new(tokens, [b, self.length]), device),
+        )
+    }
+}
+
+/// Progress after one optimizer step.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub epoch: usize,
+    pub step: usize,
+    pub total_steps: usize,
+    pub loss: f64,
+}
+
+/// One line of `metrics.jsonl`: means over the epoch's steps, plus codebook usage.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochMetrics {
+    pub stage: String,
+    pub epoch: usize,
+    pub step: usize,
+    pub seconds: f64,
+    pub items_per_second: f64,
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// What a checkpoint records besides the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub stage: String,
+    pub config: MxqConfig,
+    pub tokenizer: String,
+    pub options: TrainOptions,
+    /// Optimizer steps done.
+    pub step: usize,
+    pub epoch: usize,
+    /// Batches of `epoch` already done.
+    pub batch_in_epoch: usize,
+    pub finished: bool,
+}
+
+/// A stage's checkpoint folder: `model.bpk`, `optim.bpk`, `state.json`.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+}
+
+impl Checkpoint {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    pub fn exists(&self) -> bool {
+        self.dir.join("state.json").exists()
+    }
+    fn bad(&self, why: impl std::fmt::Display) -> Error {
+        Error::Checkpoint { path: self.dir.display().to_string(), why: why.to_string() }
+    }
+
+    pub fn save<M: Module>(&self, model: &M, optim: &ModuleOptimizer, state: &TrainState) -> Result<(), Error> {
+        let model_bytes = model.clone().into_record().into_bytes().map_err(|e| self.bad(e))?;
+        let optim_bytes = optim.into_bytes().map_err(|e| self.bad(e))?;
+        write_atomic(&self.dir.join("model.bpk"), &model_bytes)?;
+        write_atomic(&self.dir.join("optim.bpk"), &optim_bytes)?;
+        write_atomic(
+            &self.dir.join("state.json"),
+            serde_json::to_string_pretty(state).expect("state serializes").as_bytes(),
+        )
+    }
+
+    pub fn state(&self) -> Result<TrainState, Error> {
+        let path = self.dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let state: TrainState = serde_json::from_str(&text).map_err(|e| self.bad(format!("state.json: {e}")))?;
+        state.config.check()?;
+        Ok(state)
+    }
+
+    /// Loads the weights into `model` (built from the state's config).
+    pub fn load_model<M: Module>(&self, model: M) -> Result<M, Error> {
+        let path = self.dir.join("model.bpk");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let record =
+            ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| self.bad(format!("model.bpk: {e}")))?;
+        model.try_load_record(record).map_err(|e| self.bad(format!("model.bpk does not fit the config: {e}")))
+    }
+
+    fn load_optim(&self, optim: ModuleOptimizer) -> Result<ModuleOptimizer, Error> {
+        let path = self.dir.join("optim.bpk");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        optim.from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| self.bad(format!("optim.bpk: {e}")))
+    }
+}
+
+/// One stage's step: forward, backward, optimizer step; returns named metrics.
+trait Stage<M: Module> {
+    const NAME: &'static str;
+    fn step(
+        &mut self,
+        model: M,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        batch: &[usize],
+        step: usize,
+    ) -> (M, Vec<(&'static str, f64)>);
+    /// Extra metrics at the end of an epoch (resets per-epoch counters).
+    fn epoch_end(&mut self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+    fn items(&self) -> usize;
+}
+
+/// The shared loop: epochs of shuffled batches, checkpoints, metrics.
+fn fit<M: Module, S: Stage<M>>(
+    mut model: M,
+    stage: &mut S,
+    mut state: TrainState,
+    ckpt: &Checkpoint,
+    resume: bool,
+    on_step: &mut dyn FnMut(&StepReport),
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<M, Error> {
+    let opts = state.options.clone();
+    let adamw = AdamWConfig::new().with_weight_decay(opts.weight_decay as f32);
+    let mut optim: ModuleOptimizer = adamw.init();
+    if resume {
+        model = ckpt.load_model(model)?;
+        optim = ckpt.load_optim(optim)?;
+    }
+    let n = stage.items();
+    if n < opts.batch_size || opts.batch_size == 0 {
+        return Err(ckpt.bad(format!("{n} training items for batches of {}", opts.batch_size)));
+    }
+    let per_epoch = n / opts.batch_size;
+    let total = opts.max_steps.unwrap_or(usize::MAX).min(per_epoch * opts.epochs);
+    let metrics_path = ckpt.dir.join("metrics.jsonl");
+    while state.epoch < opts.epochs && state.step < total {
+        let mut order: Vec<usize> = (0..n).collect();
+        Rng::new(opts.seed, 1_000_000 + state.epoch as u64).shuffle(&mut order);
+        let started = Instant::now();
+        let (mut sums, mut count): (std::collections::BTreeMap<String, f64>, usize) = Default::default();
+        for b in state.batch_in_epoch..per_epoch {
+            if state.step >= total {
+                break;
+            }
+            let lr = opts.learning_rate * ((state.step + 1) as f64 / opts.warmup_steps.max(1) as f64).min(1.0);
+            let (m, metrics) =
+                stage.step(model, &mut optim, lr, &order[b * opts.batch_size..(b + 1) * opts.batch_size], state.step);
+            model = m;
+            for (k, v) in &metrics {
+                *sums.entry(k.to_string()).or_default() += v;
+            }
+            count += 1;
+            state.step += 1;
+            state.batch_in_epoch = b + 1;
+            on_step(&StepReport { epoch: state.epoch, step: state.step, total_steps: total, loss: metrics[0].1 });
+            if state.step % opts.checkpoint_every.max(1) == 0 {
+                ckpt.save(&model, &optim, &state)?;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let mut metrics: std::collections::BTreeMap<String, f64> =
+            sums.into_iter().map(|(k, v)| (k, v / count.max(1) as f64)).collect();
+        metrics.extend(stage.epoch_end().into_iter().map(|(k, v)| (k.to_string(), v)));
+        let epoch_done = state.batch_in_epoch >= per_epoch;
+        let line = EpochMetrics {
+            stage: S::NAME.into(),
+            epoch: state.epoch,
+            step: state.step,
+            seconds,
+            items_per_second: (count * opts.batch_size) as f64 / seconds.max(1e-9),
+            metrics,
+        };
+        if epoch_done {
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+        }
+        state.finished = state.epoch >= opts.epochs || state.step >= total;
+        ckpt.save(&model, &optim, &state)?;
+        if count > 0 {
+            append_line(&metrics_path, &serde_json::to_string(&line).expect("metrics serialize"))?;
+            on_epoch(&line);
+        }
+    }
+    Ok(model)
+}
+
+fn append_line(path: &Path, line: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+}
+
+struct Stage1<'a> {
+    data: &'a PairSet,
+    config: &'a MxqConfig,
+    opts: &'a TrainOptions,
+    device: Device,
+    /// Code counts since the last dead-code check, and over the epoch.
+    recent: Vec<u64>,
+    epoch_counts: Vec<u64>,
+    restarted: usize,
+}
+
+impl Stage<MxqVae> for Stage1<'_> {
+    const NAME: &'static str = "stage1";
+
+    fn items(&self) -> usize {
+        self.data.len()
+    }
+
+    fn step(
+        &mut self,
+        mut model: MxqVae,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        batch: &[usize],
+        step: usize,
+    ) -> (MxqVae, Vec<(&'static str, f64)>) {
+        let c = &self.config.stage1;
+        let mut rng = Rng::new(self.opts.seed, step as u64);
+        let masked = self.data.batch(batch, Some((c, &mut rng)), &self.device);
+        let targets = self.data.batch(batch, None, &self.device);
+        if step == 0 && self.opts.codebook_from_data {
+            // Seed the codebook with encoder outputs, so every code starts where data lives.
+            let z = model.encoder.forward(masked.0.clone(), masked.1.clone()).detach();
+            let vectors = random_rows(z, c.codebook_size, &mut rng);
+            let ids: Vec<usize> = (0..c.codebook_size).collect();
+            model.decoder.quantizer = model.decoder.quantizer.replace_codes(&ids, &vectors);
+        }
+        let out = model.forward(masked, targets, c.commitment);
+        let codes = out.quantized.codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes");
+        for &k in &codes {
+            self.recent[k as usize] += 1;
+            self.epoch_counts[k as usize] += 1;
+        }
+        let l = &out.loss;
+        let metrics = vec![
+            ("loss", scalar(&l.total)),
+            ("image_mse", scalar(&l.image_mse)),
+            ("text_ce", scalar(&l.text_ce)),
+            ("codebook", scalar(&l.codebook)),
+            ("commitment", scalar(&l.commitment)),
+        ];
+        let grads = GradientsParams::from_grads(l.total.backward(), &model);
+        model = optim.step(lr, model, grads);
+        let every = self.opts.restart_dead_every;
+        if every > 0 && (step + 1) % every == 0 {
+            let dead: Vec<usize> = (0..c.codebook_size).filter(|&k| self.recent[k] == 0).collect();
+            if !dead.is_empty() {
+                // replacements: this batch's encoder outputs (pre-quantization), at random
+                let z = model
+                    .encoder
+                    .forward(targets_of(self.data, batch, &self.device).0, targets_of(self.data, batch, &self.device).1)
+                    .detach();
+                let vectors = random_rows(z, dead.len(), &mut rng);
+                model.decoder.quantizer = model.decoder.quantizer.replace_codes(&dead, &vectors);
+                self.restarted += dead.len();
+            }
+            self.recent.iter_mut().for_each(|c| *c = 0);
+        }
+        (model, metrics)
+    }
+
+    fn epoch_end(&mut self) -> Vec<(&'static str, f64)> {
+        let usage = CodebookUsage::from_counts(&self.epoch_counts);
+        self.epoch_counts.iter_mut().for_each(|c| *c = 0);
+        let restarted = std::mem::take(&mut self.restarted);
+        vec![
+            ("perplexity", usage.perplexity),
+            ("live_codes", usage.live_codes as f64),
+            ("restarted_codes", restarted as f64),
+        ]
+    }
+}
+
+fn targets_of(data: &PairSet, batch: &[usize], device: &Device) -> (Tensor<4>, Tensor<2, Int>) {
+    data.batch(batch, None, device)
+}
+
+fn scalar(t: &Tensor<1>) -> f64 {
+    t.clone().into_scalar::<f32>() as f64
+}
+
+/// `n` rows drawn at random (with replacement when fewer exist) from `z: [B, T, D]`.
+fn random_rows(z: Tensor<3>, n: usize, rng: &mut Rng) -> Vec<f32> {
+    let [b, t, d] = z.dims();
+    let values = z.into_data().try_into_vec_as::<f32>().expect("f32 features");
+    let rows = b * t;
+    let mut order: Vec<usize> = (0..rows).collect();
+    rng.shuffle(&mut order);
+    (0..n).flat_map(|i| values[order[i % rows] * d..(order[i % rows] + 1) * d].to_vec()).collect()
+}
+
+/// Trains (or resumes) stage 1 in `dir` on `data`. `device` must be an autodiff device.
+#[allow(clippy::too_many_arguments)]
+pub fn train_stage1(
+    dir: &Path,
+    config: &MxqConfig,
+    tokenizer: &CaptionTokenizer,
+    data: &PairSet,
+    options: &TrainOptions,
+    device: &Device,
+    on_step: &mut dyn FnMut(&StepReport),
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<MxqVae, Error> {
+    let ckpt = Checkpoint::new(dir);
+    let (state, resume) = start_state(&ckpt, "stage1", config, tokenizer, options)?;
+    device.seed(state.options.seed);
+    let model = MxqVae::new(&state.config.stage1, device);
+    let k = state.config.stage1.codebook_size;
+    let cfg = state.config.clone();
+    let opts = state.options.clone();
+    let mut stage = Stage1 {
+        data,
+        config: &cfg,
+        opts: &opts,
+        device: device.clone(),
+        recent: vec![0; k],
+        epoch_counts: vec![0; k],
+        restarted: 0,
+    };
+    fit(model, &mut stage, state, &ckpt, resume, on_step, on_epoch)
+}
+
+/// A fresh state, or the checkpoint's when one exists in `dir` (then the run resumes
+/// with the checkpoint's config, tokenizer and options, except `epochs` and `max_steps`).
+fn start_state(
+    ckpt: &Checkpoint,
+    stage: &str,
+    config: &MxqConfig,
+    tokenizer: &CaptionTokenizer,
+    options: &TrainOptions,
+) -> Result<(TrainState, bool), Error> {
+    if ckpt.exists() {
+        let mut state = ckpt.state()?;
+        if state.stage != stage {
+            return Err(ckpt.bad(format!("holds a {} checkpoint, not {stage}", state.stage)));
+        }
+        state.options.epochs = options.epochs;
+        state.options.max_steps = options.max_steps;
+        return Ok((state, true));
+    }
+    let state = TrainState {
+        stage: stage.into(),
+        config: config.clone(),
+        tokenizer: tokenizer.to_json(),
+        options: options.clone(),
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+        finished: false,
+    };
+    Ok((state, false))
+}
+
+/// Loads a trained stage-1 model (inference mode) from its checkpoint folder.
+pub fn load_stage1(dir: &Path, device: &Device) -> Result<(MxqVae, TrainState), Error> {
+    let ckpt = Checkpoint::new(dir);
+    let state = ckpt.state()?;
+    let model = ckpt.load_model(MxqVae::new(&state.config.stage1, device))?;
+    Ok((model.valid(), state))
+}
+
+/// Encodes every pair into its 72 codes with a frozen stage 1: `[n × 72]` row-major.
+pub fn encode_codes(vae: &MxqVae, data: &PairSet, batch: usize, device: &Device) -> Vec<u32> {
+    let ids: Vec<usize> = (0..data.len()).collect();
+    ids.chunks(batch.max(1))
+        .flat_map(|chunk| {
+            let (images, tokens) = data.batch(chunk, None, device);
+            vae.encode(images, tokens)
+                .into_data()
+                .try_into_vec_as::<i64>()
+                .expect("int codes")
+                .into_iter()
+                .map(|c| c as u32)
+        })
+        .collect()
+}
+
+struct PriorStage<'a> {
+    codes: &'a [u32],
+    positions: usize,
+    device: Device,
+}
+
+impl Stage<Prior> for PriorStage<'_> {
+    const NAME: &'static str = "prior";
+
+    fn items(&self) -> usize {
+        self.codes.len() / self.positions
+    }
+
+    fn step(
+        &mut self,
+        model: Prior,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        batch: &[usize],
+        _step: usize,
+    ) -> (Prior, Vec<(&'static str, f64)>) {
+        let p = self.positions;
+        let flat: Vec<i64> =
+            batch.iter().flat_map(|&i| self.codes[i * p..(i + 1) * p].iter().map(|&c| c as i64)).collect();
+        let codes = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch.len(), p]), &self.device);
+        let loss = model.loss(codes);
+        let value = scalar(&loss);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        (optim.step(lr, model, grads), vec![("loss", value)])
+    }
+}
+
+/// Trains (or resumes) the prior in `dir` on code sequences (`positions` codes each).
+#[allow(clippy::too_many_arguments)]
+pub fn train_prior(
+    dir: &Path,
+    config: &MxqConfig,
+    tokenizer: &CaptionTokenizer,
+    codes: &[u32],
+    options: &TrainOptions,
+    device: &Device,
+    on_step: &mut dyn FnMut(&StepReport),
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<Prior, Error> {
+    let ckpt = Checkpoint::new(dir);
+    let (state, resume) = start_state(&ckpt, "prior", config, tokenizer, options)?;
+    device.seed(state.options.seed);
+    let s = &state.config.stage1;
+    let model = Prior::new(&state.config.prior, s.codebook_size, s.positions(), device);
+    let mut stage = PriorStage { codes, positions: s.positions(), device: device.clone() };
+    fit(model, &mut stage, state, &ckpt, resume, on_step, on_epoch)
+}
+
+/// Loads a trained prior (inference mode) from its checkpoint folder.
+pub fn load_prior(dir: &Path, device: &Device) -> Result<(Prior, TrainState), Error> {
+    let ckpt = Checkpoint::new(dir);
+    let state = ckpt.state()?;
+    let s = &state.config.stage1;
+    let model = ckpt.load_model(Prior::new(&state.config.prior, s.codebook_size, s.positions(), device))?;
+    Ok((model.valid(), state))
+}

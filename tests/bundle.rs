@@ -1,0 +1,92 @@
+//! The bundle: f32 and int8 round trips, and named errors for every kind of bad file.
+
+mod common;
+
+use burn::prelude::*;
+use mxq::MxqConfig;
+use mxq::bundle::{self, BLOCK, Generator, Precision, dequantize_blocks, quantize_blocks};
+use safetensors::SafeTensors;
+
+fn setup() -> (Generator, MxqConfig, mxq::tokenizer::CaptionTokenizer, Device) {
+    let device = mxq::cpu();
+    device.seed(3);
+    let tok = common::tokenizer(&common::pairs(200));
+    let mut cfg = MxqConfig::tiny();
+    cfg.stage1.vocab_size = tok.vocab_size();
+    (Generator::new(&cfg, &device), cfg, tok, device)
+}
+
+fn codes(device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new((0..4 * 72).map(|i| (i * 13 % 32) as i64).collect::<Vec<_>>(), [4, 72]), device)
+}
+
+#[test]
+fn block_quantization_error_is_at_most_half_a_step() {
+    let values: Vec<f32> = (0..1000).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+    let (q, scales) = quantize_blocks(&values);
+    assert_eq!(scales.len(), 1000usize.div_ceil(BLOCK));
+    let back = dequantize_blocks(&q, &scales);
+    for (i, (a, b)) in values.iter().zip(&back).enumerate() {
+        assert!((a - b).abs() <= scales[i / BLOCK] / 2.0 + 1e-6);
+    }
+}
+
+#[test]
+fn f32_bundle_is_exact_and_int8_bundle_is_close_and_smaller() {
+    let (generator, cfg, tok, device) = setup();
+    let reference = generator.decoder.decode(codes(&device));
+    let f32_bytes = bundle::export(&generator, &cfg, &tok, Precision::F32).unwrap();
+    let int8_bytes = bundle::export(&generator, &cfg, &tok, Precision::Int8).unwrap();
+    assert!(int8_bytes.len() * 3 < f32_bytes.len(), "{} vs {}", int8_bytes.len(), f32_bytes.len());
+
+    let exact = bundle::load(&f32_bytes, &device).unwrap();
+    assert_eq!(exact.config, cfg);
+    let out = exact.generator.decoder.decode(codes(&device));
+    assert!((out.image - reference.image.clone()).abs().max().into_scalar::<f32>() < 1e-6);
+
+    let int8 = bundle::load(&int8_bytes, &device).unwrap();
+    let out = int8.generator.decoder.decode(codes(&device));
+    let scale = reference.image.clone().abs().max().into_scalar::<f32>();
+    let diff = (out.image - reference.image).abs().max().into_scalar::<f32>();
+    assert!(diff < 0.05 * scale, "int8 image differs by {diff} (scale {scale})");
+    let agree = out.logits.argmax(2).equal(reference.logits.argmax(2)).int().sum().into_scalar::<i64>();
+    assert!(agree as f64 >= 0.9 * (4 * 64) as f64, "{agree}/256 tokens agree");
+    // the prior survives too
+    let p = int8.generator.prior.forward(codes(&device));
+    let r = generator.prior.forward(codes(&device));
+    assert!((p - r).abs().max().into_scalar::<f32>() < 0.05);
+}
+
+fn with_metadata(bytes: &[u8], key: &str, value: &str) -> Vec<u8> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert(key.into(), value.into());
+    let tensors: Vec<_> = st.tensors();
+    safetensors::serialize(tensors.iter().map(|(n, v)| (n.clone(), v)), Some(meta)).unwrap()
+}
+
+#[test]
+fn bad_bundles_give_named_errors() {
+    let (generator, cfg, tok, device) = setup();
+    let good = bundle::export(&generator, &cfg, &tok, Precision::Int8).unwrap();
+    let err = |bytes: &[u8]| bundle::load(bytes, &device).unwrap_err().to_string();
+
+    assert!(err(&good[..good.len() - 100]).contains("truncated"));
+    assert!(err(&good[..5]).contains("truncated"));
+    assert!(err(&[]).contains("truncated"));
+    let mut flipped = good.clone();
+    let at = flipped.len() - 1000;
+    flipped[at] ^= 0x40;
+    assert!(err(&flipped).contains("integrity"));
+    assert!(err(&with_metadata(&good, "version", "2")).contains("version 2"));
+    assert!(err(&with_metadata(&good, "format", "other")).contains("format"));
+    let foreign = safetensors::serialize(Vec::<(String, safetensors::tensor::TensorView)>::new(), None).unwrap();
+    assert!(err(&foreign).contains("not an mxq bundle"));
+    // weights of another shape than the config says
+    let mut other = cfg.clone();
+    other.stage1.hidden *= 2;
+    let weights = bundle::save_weights(&generator, Default::default()).unwrap();
+    let e = bundle::load_weights(&mut Generator::new(&other, &device), weights).unwrap_err().to_string();
+    assert!(e.contains("do not fit"), "{e}");
+}

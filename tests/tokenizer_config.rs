@@ -1,0 +1,39 @@
+//! The tokenizer round-trips captions at a fixed length; configs round-trip and reject typos.
+
+mod common;
+
+use mxq::MxqConfig;
+use mxq::tokenizer::{CaptionTokenizer, MASK_ID, PAD_ID};
+
+#[test]
+fn captions_round_trip_at_fixed_length() {
+    let pairs = common::pairs(300);
+    let tok = common::tokenizer(&pairs);
+    assert!(tok.vocab_size() <= 128);
+    for p in &pairs {
+        let ids = tok.encode(&p.caption);
+        assert_eq!(ids.len(), 64);
+        assert!(!ids.contains(&MASK_ID));
+        assert_eq!(tok.decode(&ids), p.caption);
+    }
+    let long = "a red 1 on the upper left, ".repeat(20);
+    assert_eq!(tok.encode(&long).len(), 64, "long captions are truncated");
+    assert_eq!(tok.encode("").iter().filter(|&&t| t == PAD_ID).count(), 64);
+    let again = CaptionTokenizer::from_json(&tok.to_json()).unwrap();
+    assert_eq!(again.encode(&pairs[0].caption), tok.encode(&pairs[0].caption));
+    assert!(CaptionTokenizer::from_json("{not json").is_err());
+}
+
+#[test]
+fn config_round_trips_and_rejects_unknown_keys_and_bad_sizes() {
+    for cfg in [MxqConfig::paper(), MxqConfig::demo(), MxqConfig::tiny()] {
+        assert_eq!(MxqConfig::from_json(&cfg.to_json()).unwrap(), cfg);
+        assert_eq!(cfg.stage1.positions(), 72);
+    }
+    let typo = MxqConfig::demo().to_json().replace("\"codebook_size\"", "\"codebok_size\"");
+    assert!(MxqConfig::from_json(&typo).unwrap_err().to_string().contains("codebok_size"));
+    let mut bad = MxqConfig::demo();
+    bad.stage1.text_layers = 5;
+    assert!(bad.check().is_err(), "5 layers of kernel 15 leave no positions of 64 tokens");
+    assert!(MxqConfig::preset("huge").is_err());
+}

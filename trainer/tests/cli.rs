@@ -1,0 +1,97 @@
+//! The `mxq` binary end to end on a tiny config: data → stage 1 → prior → export →
+//! generate, with resume and the errors a user meets first.
+
+use std::path::Path;
+use std::process::Command;
+
+fn mxq(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mxq")).args(args).output().expect("mxq runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = mxq(args);
+    assert!(out.status.success(), "mxq {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_pairs(dir: &Path, n: usize) {
+    let listing = std::fs::read_to_string(dir.join("pairs.jsonl")).unwrap();
+    assert_eq!(listing.lines().count(), n);
+    for (i, line) in listing.lines().enumerate() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        let png = dir.join(rec["image"].as_str().unwrap());
+        let img = image::open(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (64, 64));
+        let txt = std::fs::read_to_string(dir.join(format!("{i:05}.txt"))).unwrap();
+        assert_eq!(txt.trim_end_matches('\n'), rec["caption"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn tiny_pipeline_from_data_to_generated_pairs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |s: &str| tmp.path().join(s).to_string_lossy().into_owned();
+    ok(&["data", "caption-mnist", "--split", "train", "--count", "64", "--out", &p("train")]);
+    check_pairs(&tmp.path().join("train"), 64);
+
+    let train = ["--data", &p("train"), "--run", &p("run"), "--batch-size", "16", "--epochs", "2"];
+    let stage1 = |extra: &[&str]| [&["train", "stage1", "--preset", "tiny"], &train[..], extra].concat();
+    ok(&stage1(&["--max-steps", "3"]));
+    let again = mxq(&stage1(&[]));
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    ok(&stage1(&["--resume"]));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/stage1/state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], 8, "resumed to 2 epochs × 4 steps");
+    assert_eq!(state["finished"], true);
+
+    ok(&[&["train", "prior"], &train[..]].concat());
+    ok(&["export", "--run", &p("run"), "--out", &p("tiny.mxq")]);
+    let out = ok(&[
+        "generate",
+        "--bundle",
+        &p("tiny.mxq"),
+        "--count",
+        "5",
+        "--seed",
+        "9",
+        "--out",
+        &p("gen"),
+        "--grid",
+        &p("grid.png"),
+    ]);
+    assert!(out.contains("wrote 5 pairs"));
+    check_pairs(&tmp.path().join("gen"), 5);
+    assert!(image::open(tmp.path().join("grid.png")).is_ok());
+    // same seed, same pairs
+    ok(&["generate", "--bundle", &p("tiny.mxq"), "--count", "5", "--seed", "9", "--out", &p("gen2")]);
+    assert_eq!(
+        std::fs::read(tmp.path().join("gen/pairs.jsonl")).unwrap(),
+        std::fs::read(tmp.path().join("gen2/pairs.jsonl")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("gen/00003.png")).unwrap(),
+        std::fs::read(tmp.path().join("gen2/00003.png")).unwrap()
+    );
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |s: &str| tmp.path().join(s).to_string_lossy().into_owned();
+    std::fs::write(tmp.path().join("broken.mxq"), b"not a bundle").unwrap();
+    let out = mxq(&["generate", "--bundle", &p("broken.mxq"), "--count", "1", "--out", &p("g")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("broken.mxq") && err.contains("truncated or corrupted"), "{err}");
+
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    std::fs::write(tmp.path().join("d/pairs.jsonl"), "{\"image\": \"a.png\", \"caption\": \"x\"}\n").unwrap();
+    let out = mxq(&["train", "stage1", "--preset", "tiny", "--data", &p("d"), "--run", &p("r")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("pairs.jsonl:1") && err.contains("a.png"), "{err}");
+    std::fs::write(tmp.path().join("d/pairs.jsonl"), "{\"img\": 3}\n").unwrap();
+    let out = mxq(&["train", "stage1", "--preset", "tiny", "--data", &p("d"), "--run", &p("r")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pairs.jsonl:1"));
+    let out = mxq(&["train", "prior", "--data", &p("d"), "--run", &p("nothing")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nothing"));
+}

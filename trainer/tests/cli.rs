@@ -35,7 +35,11 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     check_pairs(&tmp.path().join("train"), 64);
 
     let train = ["--data", &p("train"), "--run", &p("run"), "--batch-size", "16", "--epochs", "2"];
-    let stage1 = |extra: &[&str]| [&["train", "stage1", "--preset", "tiny"], &train[..], extra].concat();
+    let stage1 = |extra: &[&'static str]| -> Vec<String> {
+        ["train", "stage1", "--preset", "tiny"].iter().chain(&train).chain(extra).map(|s| s.to_string()).collect()
+    };
+    let ok = |args: &[String]| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mxq = |args: &[String]| mxq(&args.iter().map(String::as_str).collect::<Vec<_>>());
     ok(&stage1(&["--max-steps", "3"]));
     let again = mxq(&stage1(&[]));
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));
@@ -45,7 +49,8 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert_eq!(state["step"], 8, "resumed to 2 epochs × 4 steps");
     assert_eq!(state["finished"], true);
 
-    ok(&[&["train", "prior"], &train[..]].concat());
+    ok(&["train", "prior"].iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
+    let ok = |args: &[&str]| ok(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     ok(&["export", "--run", &p("run"), "--out", &p("tiny.mxq")]);
     let out = ok(&[
         "generate",

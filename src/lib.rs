@@ -16,6 +16,7 @@ pub mod error;
 pub mod generate;
 pub mod image_encoder;
 pub mod joint_encoder;
+pub mod judge;
 pub mod masking;
 pub mod mxq_vae;
 pub mod prior;

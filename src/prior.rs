@@ -4,7 +4,9 @@
 //! key/value cache, so sampling 72 codes costs 72 single-position passes.
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
 
@@ -18,6 +20,8 @@ pub struct PriorBlock {
     norm_mlp: LayerNorm,
     fc: Linear,
     fc_out: Linear,
+    /// On the residual branches; active only when training (autodiff device).
+    dropout: Dropout,
     heads: usize,
 }
 
@@ -53,6 +57,7 @@ impl PriorBlock {
             norm_mlp: LayerNormConfig::new(d).init(device),
             fc: LinearConfig::new(d, 4 * d).with_initializer(init).init(device),
             fc_out: LinearConfig::new(4 * d, d).with_initializer(out_init).init(device),
+            dropout: DropoutConfig::new(c.dropout).init(),
             heads: c.heads,
         }
     }
@@ -85,8 +90,9 @@ impl PriorBlock {
         }
         let attn = softmax(scores, 3).matmul(v.clone()); // [B, H, T, hd]
         let attn = attn.swap_dims(1, 2).reshape([batch, t, d]);
-        let x = x + self.proj.forward(attn);
-        let x = x.clone() + self.fc_out.forward(gelu(self.fc.forward(self.norm_mlp.forward(x))));
+        let x = x + self.dropout.forward(self.proj.forward(attn));
+        let mlp = self.fc_out.forward(gelu(self.fc.forward(self.norm_mlp.forward(x.clone()))));
+        let x = x + self.dropout.forward(mlp);
         (x, (k, v))
     }
 }

@@ -337,7 +337,7 @@ impl Stage<MxqVae> for Stage1<'_> {
             let ids: Vec<usize> = (0..c.codebook_size).collect();
             model.decoder.quantizer = model.decoder.quantizer.replace_codes(&ids, &vectors);
         }
-        let out = model.forward(masked, targets, c.commitment);
+        let out = model.forward(masked, targets.clone(), c.commitment);
         let codes = out.quantized.codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes");
         for &k in &codes {
             self.recent[k as usize] += 1;
@@ -358,10 +358,7 @@ impl Stage<MxqVae> for Stage1<'_> {
             let dead: Vec<usize> = (0..c.codebook_size).filter(|&k| self.recent[k] == 0).collect();
             if !dead.is_empty() {
                 // replacements: this batch's encoder outputs (pre-quantization), at random
-                let z = model
-                    .encoder
-                    .forward(targets_of(self.data, batch, &self.device).0, targets_of(self.data, batch, &self.device).1)
-                    .detach();
+                let z = model.encoder.forward(targets.0, targets.1).detach();
                 let vectors = random_rows(z, dead.len(), &mut rng);
                 model.decoder.quantizer = model.decoder.quantizer.replace_codes(&dead, &vectors);
                 self.restarted += dead.len();
@@ -381,10 +378,6 @@ impl Stage<MxqVae> for Stage1<'_> {
             ("restarted_codes", restarted as f64),
         ]
     }
-}
-
-fn targets_of(data: &PairSet, batch: &[usize], device: &Device) -> (Tensor<4>, Tensor<2, Int>) {
-    data.batch(batch, None, device)
 }
 
 fn scalar(t: &Tensor<1>) -> f64 {

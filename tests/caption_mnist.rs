@@ -119,3 +119,21 @@ fn parser_accepts_each_form_and_rejects_malformed_captions() {
         assert_eq!(parse_caption(caption), Err(want), "{caption}");
     }
 }
+
+#[test]
+fn rule_judge_reads_regions_and_colours_of_real_pairs() {
+    let g = CaptionMnist::split(&common::digits(), Split::Test, None).unwrap();
+    let n = 1000;
+    let agree = (0..n)
+        .filter(|&i| {
+            let p = g.pair(i);
+            let mut truth: Vec<_> = p.units.iter().map(|u| (u.region, u.colour)).collect();
+            truth.sort();
+            let mut read = mxq::judge::read_layout(&p.image);
+            read.sort();
+            truth == read
+        })
+        .count();
+    assert!(agree as f64 >= 0.99 * n as f64, "layout and colours read right on {agree}/{n} real pairs");
+    assert!(mxq::judge::read_layout(&vec![0u8; SIDE * SIDE * 3]).is_empty());
+}

@@ -35,6 +35,18 @@ enum Command {
     Export(ExportArgs),
     /// Generate pairs from a bundle into the pairs layout.
     Generate(GenerateArgs),
+    /// Judge a folder of Caption MNIST pairs (any system's, in the pairs layout).
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Folder with pairs.jsonl.
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +204,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Prior(a)) => train_prior(a),
         Command::Export(a) => export(a),
         Command::Generate(a) => generate(a),
+        Command::Eval(a) => eval(a),
     }
 }
 
@@ -354,5 +367,36 @@ fn generate(a: GenerateArgs) -> Result<()> {
         a.out.display(),
         pairs.len() as f64 / seconds
     );
+    Ok(())
+}
+
+/// Validity, and agreement of each valid caption's regions and colours with the rule
+/// judge's reading of its image (the digit classifier of the full judge is not in yet).
+fn eval(a: EvalArgs) -> Result<()> {
+    let pairs = read_pairs(&a.pairs)?;
+    let n = pairs.len() as f64;
+    let (mut valid, mut layout) = (0usize, 0usize);
+    for p in &pairs {
+        if let Ok(units) = caption_mnist::parse_caption(&p.caption) {
+            valid += 1;
+            let mut said: Vec<_> = units.iter().map(|u| (u.region, u.colour)).collect();
+            said.sort();
+            let mut seen = mxq::judge::read_layout(&p.image);
+            seen.sort();
+            layout += usize::from(said == seen);
+        }
+    }
+    let distinct = pairs.iter().map(|p| p.caption.as_str()).collect::<std::collections::HashSet<_>>().len();
+    let report = serde_json::json!({
+        "pairs": pairs.len(),
+        "validity_pct": 100.0 * valid as f64 / n,
+        "layout_colour_consistency_pct": 100.0 * layout as f64 / n,
+        "distinct_captions_per_pair": distinct as f64 / n,
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     Ok(())
 }

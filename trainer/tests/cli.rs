@@ -33,6 +33,9 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     let p = |s: &str| tmp.path().join(s).to_string_lossy().into_owned();
     ok(&["data", "caption-mnist", "--split", "train", "--count", "64", "--out", &p("train")]);
     check_pairs(&tmp.path().join("train"), 64);
+    let report: serde_json::Value = serde_json::from_str(&ok(&["eval", "--pairs", &p("train"), "--json"])).unwrap();
+    assert_eq!(report["validity_pct"], 100.0, "real pairs are valid: {report}");
+    assert_eq!(report["layout_colour_consistency_pct"], 100.0, "{report}");
 
     let train = ["--data", &p("train"), "--run", &p("run"), "--batch-size", "16", "--epochs", "2"];
     let stage1 = |extra: &[&'static str]| -> Vec<String> {

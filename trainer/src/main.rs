@@ -324,7 +324,8 @@ fn reporters(batch: usize) -> (impl FnMut(&StepReport), impl FnMut(&EpochMetrics
         b.set_message(format!("epoch {} loss {:.4} ({} pairs/step)", r.epoch, r.loss, batch));
     };
     let b = bar.clone();
-    let on_epoch = move |m: &EpochMetrics| b.println(serde_json::to_string(m).unwrap_or_default());
+    // printed even when stderr is not a terminal (the bar then hides itself)
+    let on_epoch = move |m: &EpochMetrics| b.suspend(|| eprintln!("{}", serde_json::to_string(m).unwrap_or_default()));
     (on_step, on_epoch, bar)
 }
 

@@ -118,11 +118,6 @@ impl Prior {
         self.codes
     }
 
-    /// Positions this prior can hold (start + codes).
-    pub fn max_positions(&self) -> usize {
-        self.position_embedding.weight.dims()[0]
-    }
-
     /// Runs `tokens` as positions `cache.len..cache.len + T`, appending to the cache.
     ///
     /// # Shapes

@@ -93,11 +93,6 @@ impl Sampling {
     pub fn done(&self) -> bool {
         self.codes[0].len() >= self.length
     }
-    /// Codes drawn so far, per sequence.
-    pub fn codes(&self) -> &[Vec<u32>] {
-        &self.codes
-    }
-
     /// Runs the prior one position forward: logits `[batch, codes]` for the next code.
     pub fn logits(&mut self, prior: &Prior, device: &Device) -> Tensor<2> {
         let batch = self.next.len();

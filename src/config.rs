@@ -207,7 +207,7 @@ impl MxqConfig {
                 s.text_layers, s.text_kernel, s.token_length
             ));
         }
-        if s.code_dim % s.joint_heads != 0 || self.prior.d_model % self.prior.heads != 0 {
+        if !s.code_dim.is_multiple_of(s.joint_heads) || !self.prior.d_model.is_multiple_of(self.prior.heads) {
             return bad("widths must be multiples of their head counts".into());
         }
         if s.vocab_size < 4 || s.codebook_size < 2 {
@@ -216,7 +216,7 @@ impl MxqConfig {
         if !(0.0..1.0).contains(&s.image_mask_ratio) || !(0.0..1.0).contains(&s.text_mask_ratio) {
             return bad("mask ratios must be in [0, 1)".into());
         }
-        if s.mask_patch == 0 || IMAGE_SIZE % s.mask_patch != 0 {
+        if s.mask_patch == 0 || !IMAGE_SIZE.is_multiple_of(s.mask_patch) {
             return bad(format!("mask patch {} must divide {IMAGE_SIZE}", s.mask_patch));
         }
         Ok(())

@@ -263,7 +263,7 @@ fn fit<M: Module, S: Stage<M>>(
             state.step += 1;
             state.batch_in_epoch = b + 1;
             on_step(&StepReport { epoch: state.epoch, step: state.step, total_steps: total, loss: metrics[0].1 });
-            if state.step % opts.checkpoint_every.max(1) == 0 {
+            if state.step.is_multiple_of(opts.checkpoint_every.max(1)) {
                 ckpt.save(&model, &optim, &state)?;
             }
         }
@@ -354,7 +354,7 @@ impl Stage<MxqVae> for Stage1<'_> {
         let grads = GradientsParams::from_grads(l.total.backward(), &model);
         model = optim.step(lr, model, grads);
         let every = self.opts.restart_dead_every;
-        if every > 0 && (step + 1) % every == 0 {
+        if every > 0 && (step + 1).is_multiple_of(every) {
             let dead: Vec<usize> = (0..c.codebook_size).filter(|&k| self.recent[k] == 0).collect();
             if !dead.is_empty() {
                 // replacements: this batch's encoder outputs (pre-quantization), at random

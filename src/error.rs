@@ -18,6 +18,8 @@ pub enum Error {
     Config(String),
     #[error("bundle: {0}")]
     Bundle(String),
+    #[error("judge: {0}")]
+    Judge(String),
     #[error("checkpoint {path}: {why}")]
     Checkpoint { path: String, why: String },
 }

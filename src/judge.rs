@@ -1,8 +1,22 @@
-//! The rule-based half of the Caption MNIST judge (CAPTION_MNIST.md): which regions of an
-//! image hold a digit, and in which colour (from the mean RGB of the region's lit pixels).
-//! The digit classifier that reads the numerals is the other half.
+//! The Caption MNIST judge (CAPTION_MNIST.md): rules decide which regions of an image hold
+//! a digit and in which colour (from the mean RGB of the region's lit pixels); the digit
+//! classifier (`digit_classifier.rs`) reads each numeral. The judge file is one
+//! safetensors file: the classifier's f32 weights, a format name, a version and the test
+//! accuracy it was shipped with.
 
-use crate::data::caption_mnist::{Colour, Region, SIDE};
+use std::collections::HashMap;
+
+use burn::prelude::*;
+
+use crate::bundle::{load_weights, save_weights};
+use crate::data::caption_mnist::{Colour, Region, SIDE, Unit};
+use crate::digit_classifier::{DigitClassifier, region_pixels};
+use crate::error::Error;
+
+/// `format` metadata of a judge file.
+pub const FORMAT: &str = "mxq-judge";
+/// Judge file version this build writes and reads.
+pub const VERSION: u32 = 1;
 
 /// A pixel is lit when its brightest channel reaches this.
 pub const LIT: u8 = 96;
@@ -53,4 +67,82 @@ pub fn read_layout(image: &[u8]) -> Vec<(Region, Colour)> {
             (n >= MIN_LIT).then_some((r, colour))
         })
         .collect()
+}
+
+/// What the judge reads in one region.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub unit: Unit,
+    /// The classifier's probability for `unit.digit`.
+    pub confidence: f32,
+}
+
+/// The full judge: the rules above plus a trained digit classifier.
+pub struct Judge {
+    pub classifier: DigitClassifier,
+    /// Accuracy on the held-out test digits, as recorded when the file was written.
+    pub test_accuracy: f64,
+    device: Device,
+}
+
+impl Judge {
+    pub fn new(classifier: DigitClassifier, test_accuracy: f64, device: &Device) -> Self {
+        Self { classifier, test_accuracy, device: device.clone() }
+    }
+
+    /// Each occupied region of each image as (region, colour, digit) with the classifier's
+    /// confidence, plus the penultimate features of every occupied region.
+    pub fn read(&self, images: &[&[u8]]) -> (Vec<Vec<Reading>>, Vec<Vec<f32>>) {
+        let layouts: Vec<Vec<(Region, Colour)>> = images.iter().map(|im| read_layout(im)).collect();
+        let regions: Vec<Vec<f32>> = images
+            .iter()
+            .zip(&layouts)
+            .flat_map(|(im, layout)| layout.iter().map(|&(r, _)| region_pixels(im, r)))
+            .collect();
+        let (calls, features) = self.classifier.classify(&regions, &self.device);
+        let mut calls = calls.into_iter();
+        let readings = layouts
+            .into_iter()
+            .map(|layout| {
+                layout
+                    .into_iter()
+                    .map(|(region, colour)| {
+                        let (digit, confidence) = calls.next().expect("one call per region");
+                        Reading { unit: Unit { region, colour, digit }, confidence }
+                    })
+                    .collect()
+            })
+            .collect();
+        (readings, features)
+    }
+
+    /// The judge file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        let metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("version".to_string(), VERSION.to_string()),
+            ("test_accuracy".to_string(), self.test_accuracy.to_string()),
+        ]);
+        save_weights(&self.classifier, metadata)
+    }
+
+    /// Reads a judge file; a truncated, foreign or wrong-version file is a named error.
+    pub fn from_bytes(bytes: Vec<u8>, device: &Device) -> Result<Self, Error> {
+        let bad = |why: String| Error::Judge(why);
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file ({e}); truncated or corrupted?")))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        let field = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(format!("no '{k}' in its metadata")));
+        if field("format")? != FORMAT {
+            return Err(bad(format!("format is not {FORMAT}")));
+        }
+        let version = field("version")?;
+        if version != VERSION.to_string() {
+            return Err(bad(format!("version {version}, but this build reads version {VERSION}")));
+        }
+        let test_accuracy = field("test_accuracy")?.parse().map_err(|_| bad("bad test_accuracy".into()))?;
+        let mut classifier = DigitClassifier::new(device);
+        load_weights(&mut classifier, bytes).map_err(|e| bad(e.to_string()))?;
+        Ok(Self::new(classifier, test_accuracy, device))
+    }
 }

@@ -12,6 +12,7 @@ pub mod cross_maps;
 pub mod cross_quantizer;
 pub mod data;
 pub mod decoders;
+pub mod digit_classifier;
 pub mod error;
 pub mod generate;
 pub mod image_encoder;

@@ -44,6 +44,9 @@ struct EvalArgs {
     /// Folder with pairs.jsonl.
     #[arg(long)]
     pairs: PathBuf,
+    /// Judge file (`mxq train judge`).
+    #[arg(long, default_value_os_t = repo_path("assets/judge.safetensors"))]
+    judge: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -86,6 +89,22 @@ enum TrainCommand {
     Stage1(Stage1Args),
     /// Stage 2: the prior over the codes of a trained stage 1 (in the same run folder).
     Prior(PriorArgs),
+    /// The judge's digit classifier, on the train digits only; reports test-digit accuracy.
+    Judge(JudgeArgs),
+}
+
+#[derive(Args)]
+struct JudgeArgs {
+    /// Where to write the judge file.
+    #[arg(long, default_value_os_t = repo_path("assets/judge.safetensors"))]
+    out: PathBuf,
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder with the MNIST IDX files.
+    #[arg(long, default_value_os_t = repo_path("data/mnist"))]
+    mnist: PathBuf,
 }
 
 #[derive(Args)]
@@ -202,6 +221,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(DataCommand::CaptionMnist(a)) => data_caption_mnist(a),
         Command::Train(TrainCommand::Stage1(a)) => train_stage1(a),
         Command::Train(TrainCommand::Prior(a)) => train_prior(a),
+        Command::Train(TrainCommand::Judge(a)) => train_judge(a),
         Command::Export(a) => export(a),
         Command::Generate(a) => generate(a),
         Command::Eval(a) => eval(a),
@@ -373,26 +393,73 @@ fn generate(a: GenerateArgs) -> Result<()> {
 
 /// Validity, and agreement of each valid caption's regions and colours with the rule
 /// judge's reading of its image (the digit classifier of the full judge is not in yet).
+fn train_judge(a: JudgeArgs) -> Result<()> {
+    use caption_mnist::TRAIN_DIGITS;
+    let digits = Digits::load_dir(&a.mnist)?;
+    if digits.len() <= TRAIN_DIGITS {
+        bail!("{}: {} digits; the judge needs more than {TRAIN_DIGITS} (train) plus test digits", a.mnist.display(), digits.len());
+    }
+    let (train, test) = (digits.subset(0..TRAIN_DIGITS), digits.subset(TRAIN_DIGITS..digits.len()));
+    let device = cpu().autodiff();
+    let bar = ProgressBar::new(a.epochs as u64).with_style(ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} ETA {eta}")?);
+    let classifier = mxq::digit_classifier::train(&train, a.epochs, a.seed, &device, &mut |epoch, loss| {
+        bar.set_position(epoch as u64 + 1);
+        bar.set_message(format!("loss {loss:.4}"));
+    });
+    bar.finish();
+    let device = cpu();
+    let accuracy = mxq::digit_classifier::accuracy(&classifier, &test, &device);
+    let judge = mxq::judge::Judge::new(classifier, accuracy, &device);
+    mxq::error::write_atomic(&a.out, &judge.to_bytes()?)?;
+    println!(
+        "judge: digit accuracy {:.2}% on {} held-out test digits (trained on {}); wrote {}",
+        100.0 * accuracy,
+        test.len(),
+        train.len(),
+        a.out.display()
+    );
+    Ok(())
+}
+
 fn eval(a: EvalArgs) -> Result<()> {
     let pairs = read_pairs(&a.pairs)?;
+    let bytes = std::fs::read(&a.judge).with_context(|| format!("judge file {}", a.judge.display()))?;
+    let judge = mxq::judge::Judge::from_bytes(bytes, &cpu()).with_context(|| format!("{}", a.judge.display()))?;
     let n = pairs.len() as f64;
-    let (mut valid, mut layout) = (0usize, 0usize);
-    for p in &pairs {
-        if let Ok(units) = caption_mnist::parse_caption(&p.caption) {
+    let (mut valid, mut layout, mut consistent) = (0usize, 0usize, 0usize);
+    let (mut units_said, mut units_right, mut lit, mut sure) = (0usize, 0usize, 0usize, 0usize);
+    for chunk in pairs.chunks(64) {
+        let images: Vec<&[u8]> = chunk.iter().map(|p| p.image.as_slice()).collect();
+        let (readings, _) = judge.read(&images);
+        for (p, read) in chunk.iter().zip(readings) {
+            lit += read.len();
+            sure += read.iter().filter(|r| r.confidence >= 0.9).count();
+            let Ok(units) = caption_mnist::parse_caption(&p.caption) else { continue };
             valid += 1;
-            let mut said: Vec<_> = units.iter().map(|u| (u.region, u.colour)).collect();
-            said.sort();
-            let mut seen = mxq::judge::read_layout(&p.image);
+            let mut seen: Vec<_> = read.iter().map(|r| r.unit).collect();
             seen.sort();
-            layout += usize::from(said == seen);
+            let mut said = units.clone();
+            said.sort();
+            consistent += usize::from(said == seen);
+            units_said += said.len();
+            units_right += said.iter().filter(|u| seen.contains(u)).count();
+            let mut said_layout: Vec<_> = said.iter().map(|u| (u.region, u.colour)).collect();
+            said_layout.sort();
+            let seen_layout: Vec<_> = seen.iter().map(|u| (u.region, u.colour)).collect();
+            layout += usize::from(said_layout == seen_layout);
         }
     }
     let distinct = pairs.iter().map(|p| p.caption.as_str()).collect::<std::collections::HashSet<_>>().len();
+    let pct = |a: usize, b: f64| if b > 0.0 { 100.0 * a as f64 / b } else { 0.0 };
     let report = serde_json::json!({
         "pairs": pairs.len(),
-        "validity_pct": 100.0 * valid as f64 / n,
-        "layout_colour_consistency_pct": 100.0 * layout as f64 / n,
+        "validity_pct": pct(valid, n),
+        "consistency_pct": pct(consistent, n),
+        "unit_accuracy_pct": pct(units_right, units_said as f64),
+        "layout_colour_consistency_pct": pct(layout, n),
+        "fidelity_pct": pct(sure, lit as f64),
         "distinct_captions_per_pair": distinct as f64 / n,
+        "judge_test_digit_accuracy_pct": 100.0 * judge.test_accuracy,
     });
     if a.json {
         println!("{report}");

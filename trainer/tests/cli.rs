@@ -36,6 +36,8 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     let report: serde_json::Value = serde_json::from_str(&ok(&["eval", "--pairs", &p("train"), "--json"])).unwrap();
     assert_eq!(report["validity_pct"], 100.0, "real pairs are valid: {report}");
     assert_eq!(report["layout_colour_consistency_pct"], 100.0, "{report}");
+    assert!(report["consistency_pct"].as_f64().unwrap() >= 90.0, "the judge reads real pairs: {report}");
+    assert!(report["unit_accuracy_pct"].as_f64().unwrap() >= 95.0, "{report}");
 
     let train = ["--data", &p("train"), "--run", &p("run"), "--batch-size", "16", "--epochs", "2"];
     let stage1 = |extra: &[&'static str]| -> Vec<String> {

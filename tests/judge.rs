@@ -1,0 +1,48 @@
+//! The shipped judge: it reads real test pairs as their generator wrote them, and a damaged
+//! judge file is a named error.
+
+mod common;
+
+use mxq::data::caption_mnist::{CaptionMnist, Split};
+use mxq::judge::Judge;
+
+fn shipped() -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/judge.safetensors"))
+        .expect("assets/judge.safetensors ships with the repository")
+}
+
+#[test]
+fn judge_reads_real_test_pairs_like_their_ground_truth() {
+    let device = mxq::cpu();
+    let judge = Judge::from_bytes(shipped(), &device).unwrap();
+    assert!(judge.test_accuracy >= 0.985, "shipped judge: {:.4} on test digits", judge.test_accuracy);
+    let g = CaptionMnist::split(&common::digits(), Split::Test, None).unwrap();
+    let pairs: Vec<_> = (0..300).map(|i| g.pair(i)).collect();
+    let images: Vec<&[u8]> = pairs.iter().map(|p| p.image.as_slice()).collect();
+    let (readings, features) = judge.read(&images);
+    let (mut units, mut right, mut whole) = (0, 0, 0);
+    for (pair, read) in pairs.iter().zip(&readings) {
+        let mut truth = pair.units.clone();
+        truth.sort();
+        let mut seen: Vec<_> = read.iter().map(|r| r.unit).collect();
+        seen.sort();
+        units += truth.len();
+        right += truth.iter().filter(|u| seen.contains(u)).count();
+        whole += usize::from(truth == seen);
+    }
+    assert_eq!(features.len(), readings.iter().map(Vec::len).sum::<usize>(), "one feature row per lit region");
+    let unit_accuracy = right as f64 / units as f64;
+    assert!(unit_accuracy >= 0.98, "judge matches {unit_accuracy:.4} of real units");
+    assert!(whole as f64 / 300.0 >= 0.95, "judge matches {whole}/300 real pairs exactly");
+}
+
+#[test]
+fn damaged_judge_files_are_named_errors() {
+    let device = mxq::cpu();
+    let good = shipped();
+    let err = |bytes: Vec<u8>| Judge::from_bytes(bytes, &device).err().expect("rejected").to_string();
+    assert!(err(good[..good.len() / 2].to_vec()).contains("judge"));
+    assert!(err(b"not a judge".to_vec()).contains("truncated or corrupted"));
+    let bundle = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo.mxq.safetensors")).unwrap();
+    assert!(err(bundle).contains("format is not mxq-judge"));
+}

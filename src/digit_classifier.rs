@@ -69,13 +69,15 @@ impl DigitClassifier {
             return (Vec::new(), Vec::new());
         }
         let n = regions.len();
-        let views: Vec<Vec<f32>> = SHIFTS.iter().flat_map(|&(dx, dy)| regions.iter().map(move |r| shifted(r, dx, dy))).collect();
+        let views: Vec<Vec<f32>> =
+            SHIFTS.iter().flat_map(|&(dx, dy)| regions.iter().map(move |r| shifted(r, dx, dy))).collect();
         let (logits, features) = self.forward(regions_tensor(&views, device));
         let p = softmax(logits, 1).into_data().try_into_vec_as::<f32>().expect("f32 probabilities");
         let calls = (0..n)
             .map(|i| {
-                let mean: Vec<f32> =
-                    (0..10).map(|d| (0..SHIFTS.len()).map(|v| p[(v * n + i) * 10 + d]).sum::<f32>() / SHIFTS.len() as f32).collect();
+                let mean: Vec<f32> = (0..10)
+                    .map(|d| (0..SHIFTS.len()).map(|v| p[(v * n + i) * 10 + d]).sum::<f32>() / SHIFTS.len() as f32)
+                    .collect();
                 let (d, &q) = mean.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("10 classes");
                 (d as u8, q)
             })
@@ -93,7 +95,11 @@ fn shifted(region: &[f32], dx: isize, dy: isize) -> Vec<f32> {
     let side = REGION as isize;
     (0..side)
         .flat_map(|y| (0..side).map(move |x| (x - dx, y - dy)))
-        .map(|(x, y)| if (0..side).contains(&x) && (0..side).contains(&y) { region[(y * side + x) as usize] } else { 0.0 })
+        .map(
+            |(x, y)| {
+                if (0..side).contains(&x) && (0..side).contains(&y) { region[(y * side + x) as usize] } else { 0.0 }
+            },
+        )
         .collect()
 }
 

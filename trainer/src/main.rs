@@ -98,7 +98,7 @@ struct JudgeArgs {
     /// Where to write the judge file.
     #[arg(long, default_value_os_t = repo_path("assets/judge.safetensors"))]
     out: PathBuf,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 30)]
     epochs: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -397,11 +397,16 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
     use caption_mnist::TRAIN_DIGITS;
     let digits = Digits::load_dir(&a.mnist)?;
     if digits.len() <= TRAIN_DIGITS {
-        bail!("{}: {} digits; the judge needs more than {TRAIN_DIGITS} (train) plus test digits", a.mnist.display(), digits.len());
+        bail!(
+            "{}: {} digits; the judge needs more than {TRAIN_DIGITS} (train) plus test digits",
+            a.mnist.display(),
+            digits.len()
+        );
     }
     let (train, test) = (digits.subset(0..TRAIN_DIGITS), digits.subset(TRAIN_DIGITS..digits.len()));
     let device = cpu().autodiff();
-    let bar = ProgressBar::new(a.epochs as u64).with_style(ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} ETA {eta}")?);
+    let bar = ProgressBar::new(a.epochs as u64)
+        .with_style(ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} ETA {eta}")?);
     let classifier = mxq::digit_classifier::train(&train, a.epochs, a.seed, &device, &mut |epoch, loss| {
         bar.set_position(epoch as u64 + 1);
         bar.set_message(format!("loss {loss:.4}"));

@@ -41,9 +41,20 @@ enum Command {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Folder with pairs.jsonl.
+    /// Judge this folder (pairs.jsonl + images), from any system.
+    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    pairs: Option<PathBuf>,
+    /// Or generate --count pairs from this bundle and judge them beside as many real test
+    /// pairs (the ceiling).
     #[arg(long)]
-    pairs: PathBuf,
+    bundle: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder with the MNIST IDX files (for the real test pairs).
+    #[arg(long, default_value_os_t = repo_path("data/mnist"))]
+    mnist: PathBuf,
     /// Judge file (`mxq train judge`).
     #[arg(long, default_value_os_t = repo_path("assets/judge.safetensors"))]
     judge: PathBuf,
@@ -391,8 +402,6 @@ fn generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Validity, and agreement of each valid caption's regions and colours with the rule
-/// judge's reading of its image (the digit classifier of the full judge is not in yet).
 fn train_judge(a: JudgeArgs) -> Result<()> {
     use caption_mnist::TRAIN_DIGITS;
     let digits = Digits::load_dir(&a.mnist)?;
@@ -427,49 +436,70 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let pairs = read_pairs(&a.pairs)?;
     let bytes = std::fs::read(&a.judge).with_context(|| format!("judge file {}", a.judge.display()))?;
     let judge = mxq::judge::Judge::from_bytes(bytes, &cpu()).with_context(|| format!("{}", a.judge.display()))?;
-    let n = pairs.len() as f64;
-    let (mut valid, mut layout, mut consistent) = (0usize, 0usize, 0usize);
-    let (mut units_said, mut units_right, mut lit, mut sure) = (0usize, 0usize, 0usize, 0usize);
-    for chunk in pairs.chunks(64) {
-        let images: Vec<&[u8]> = chunk.iter().map(|p| p.image.as_slice()).collect();
-        let (readings, _) = judge.read(&images);
-        for (p, read) in chunk.iter().zip(readings) {
-            lit += read.len();
-            sure += read.iter().filter(|r| r.confidence >= 0.9).count();
-            let Ok(units) = caption_mnist::parse_caption(&p.caption) else { continue };
-            valid += 1;
-            let mut seen: Vec<_> = read.iter().map(|r| r.unit).collect();
-            seen.sort();
-            let mut said = units.clone();
-            said.sort();
-            consistent += usize::from(said == seen);
-            units_said += said.len();
-            units_right += said.iter().filter(|u| seen.contains(u)).count();
-            let mut said_layout: Vec<_> = said.iter().map(|u| (u.region, u.colour)).collect();
-            said_layout.sort();
-            let seen_layout: Vec<_> = seen.iter().map(|u| (u.region, u.colour)).collect();
-            layout += usize::from(said_layout == seen_layout);
+    let report = match (&a.pairs, &a.bundle) {
+        (Some(dir), _) => {
+            let pairs = read_pairs(dir)?;
+            judge_pairs(&judge, pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect())
         }
-    }
-    let distinct = pairs.iter().map(|p| p.caption.as_str()).collect::<std::collections::HashSet<_>>().len();
-    let pct = |a: usize, b: f64| if b > 0.0 { 100.0 * a as f64 / b } else { 0.0 };
-    let report = serde_json::json!({
-        "pairs": pairs.len(),
-        "validity_pct": pct(valid, n),
-        "consistency_pct": pct(consistent, n),
-        "unit_accuracy_pct": pct(units_right, units_said as f64),
-        "layout_colour_consistency_pct": pct(layout, n),
-        "fidelity_pct": pct(sure, lit as f64),
-        "distinct_captions_per_pair": distinct as f64 / n,
-        "judge_test_digit_accuracy_pct": 100.0 * judge.test_accuracy,
-    });
+        (None, Some(path)) => {
+            let device = cpu();
+            let bytes = std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
+            let bundle = bundle::load(&bytes, &device).with_context(|| format!("loading {}", path.display()))?;
+            let opts = SampleOptions { temperature: 1.0, top_k: 0, top_p: 1.0, seed: a.seed };
+            let generated = bundle.generate(a.count, 16, opts, &device);
+            let real = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
+            let real: Vec<_> = (0..a.count as u64).map(|i| real.pair(i)).collect();
+            serde_json::json!({
+                "generated": judge_pairs(&judge, generated.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect()),
+                "real_test": judge_pairs(&judge, real.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect()),
+            })
+        }
+        (None, None) => bail!("give --pairs DIR or --bundle FILE"),
+    };
     if a.json {
         println!("{report}");
     } else {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
+}
+
+/// The spec's figures for a set of (image, caption) pairs.
+fn judge_pairs(judge: &mxq::judge::Judge, pairs: Vec<(&[u8], &str)>) -> serde_json::Value {
+    let n = pairs.len() as f64;
+    let (mut valid, mut layout, mut consistent) = (0usize, 0usize, 0usize);
+    let (mut units_said, mut units_right, mut lit, mut sure) = (0usize, 0usize, 0usize, 0usize);
+    for chunk in pairs.chunks(64) {
+        let images: Vec<&[u8]> = chunk.iter().map(|p| p.0).collect();
+        let (readings, _) = judge.read(&images);
+        for ((_, caption), read) in chunk.iter().zip(readings) {
+            lit += read.len();
+            sure += read.iter().filter(|r| r.confidence >= 0.9).count();
+            let Ok(mut said) = caption_mnist::parse_caption(caption) else { continue };
+            valid += 1;
+            let mut seen: Vec<_> = read.iter().map(|r| r.unit).collect();
+            seen.sort();
+            said.sort();
+            consistent += usize::from(said == seen);
+            units_said += said.len();
+            units_right += said.iter().filter(|u| seen.contains(u)).count();
+            let said_layout: Vec<_> = said.iter().map(|u| (u.region, u.colour)).collect();
+            let seen_layout: Vec<_> = seen.iter().map(|u| (u.region, u.colour)).collect();
+            layout += usize::from(said_layout == seen_layout);
+        }
+    }
+    let distinct = pairs.iter().map(|p| p.1).collect::<std::collections::HashSet<_>>().len();
+    let pct = |a: usize, b: f64| if b > 0.0 { 100.0 * a as f64 / b } else { 0.0 };
+    serde_json::json!({
+        "pairs": pairs.len(),
+        "validity_pct": pct(valid, n),
+        "consistency_pct": pct(consistent, n),
+        "unit_accuracy_pct": pct(units_right, units_said as f64),
+        "layout_colour_consistency_pct": pct(layout, n),
+        "fidelity_pct": pct(sure, lit as f64),
+        "distinct_captions_per_pair": distinct as f64 / n.max(1.0),
+        "judge_test_digit_accuracy_pct": 100.0 * judge.test_accuracy,
+    })
 }

@@ -83,6 +83,11 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         std::fs::read(tmp.path().join("gen/00003.png")).unwrap(),
         std::fs::read(tmp.path().join("gen2/00003.png")).unwrap()
     );
+    // eval from a bundle: generated pairs judged beside real test pairs
+    let report = ok(&["eval", "--bundle", &p("tiny.mxq"), "--count", "8", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
+    assert_eq!(report["generated"]["pairs"], 8, "{report}");
+    assert_eq!(report["real_test"]["validity_pct"], 100.0, "{report}");
 }
 
 #[test]

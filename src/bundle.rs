@@ -241,15 +241,16 @@ pub fn load(bytes: &[u8], device: &Device) -> Result<Bundle, Error> {
 }
 
 /// Loads f32 safetensors bytes into `module`, requiring every parameter to be present
-/// with its exact shape.
+/// with its exact shape, and no tensor the module lacks (a file for another model
+/// version would otherwise load half its weights and compute something else).
 pub fn load_weights<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Result<(), Error> {
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result =
         module.load_from(&mut store).map_err(|e| Error::Bundle(format!("weights do not fit the config: {e}")))?;
-    if !result.missing.is_empty() || !result.errors.is_empty() {
+    if !result.missing.is_empty() || !result.errors.is_empty() || !result.unused.is_empty() {
         return Err(Error::Bundle(format!(
-            "weights do not fit the config: missing {:?}, errors {:?}",
-            result.missing, result.errors
+            "weights do not fit the config: missing {:?}, unused {:?}, errors {:?}",
+            result.missing, result.unused, result.errors
         )));
     }
     Ok(())

@@ -51,4 +51,15 @@ fn damaged_judge_files_are_named_errors() {
     let bundle =
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo.mxq.safetensors")).unwrap();
     assert!(err(bundle).contains("format is not mxq-judge"));
+    // a judge file from another classifier layout (an extra tensor) is refused, not half-loaded
+    let file = safetensors::SafeTensors::deserialize(&good).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&good).unwrap();
+    let extra = [0u8; 16];
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> = file.tensors();
+    views.push((
+        "extra.weight".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &extra).unwrap(),
+    ));
+    let grown = safetensors::serialize(views, meta.metadata().clone()).unwrap();
+    assert!(err(grown).contains("unused"));
 }

@@ -2,6 +2,8 @@
 //! Prints JSON: image MSE and PSNR (on [0, 1]), token accuracy, exact captions, valid
 //! captions, and codebook usage over the folder's codes.
 //!
+//! With `GRID=out.png`, also writes the first 8 test images above their reconstructions.
+//!
 //!     cargo run --release --example reconstruct -- RUN_DIR PAIRS_DIR [COUNT]
 
 use mxq::cross_quantizer::CodebookUsage;
@@ -21,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = PairSet::new(&pairs, &tokenizer);
     let (mut sq, mut px, mut tok_ok, mut tok_n, mut exact, mut valid) = (0f64, 0usize, 0usize, 0usize, 0usize, 0usize);
     let mut examples = Vec::new();
+    let mut shown: Vec<Vec<u8>> = Vec::new(); // first 8 originals, then their reconstructions
     let mut counts = vec![0u64; state.config.stage1.codebook_size];
     let ids: Vec<usize> = (0..data.len()).collect();
     for chunk in ids.chunks(50) {
@@ -33,6 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rgb = to_rgb(&out.image.into_data().try_into_vec_as::<f32>()?);
         let predicted = out.logits.argmax(2).into_data().try_into_vec_as::<i64>()?;
         for (k, &i) in chunk.iter().enumerate() {
+            if shown.len() < 8 {
+                shown.push(rgb[k].clone());
+            }
             for (a, b) in rgb[k].iter().zip(&pairs[i].image) {
                 sq += ((*a as f64 - *b as f64) / 255.0).powi(2);
                 px += 1;
@@ -48,6 +54,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             exact += usize::from(caption == pairs[i].caption);
             valid += usize::from(parse_caption(&caption).is_ok());
         }
+    }
+    if let Ok(path) = std::env::var("GRID") {
+        let rows: Vec<&[u8]> = pairs.iter().take(shown.len()).map(|p| &p.image[..]).chain(shown.iter().map(|r| &r[..])).collect();
+        std::fs::write(path, mxq::data::pairs::grid_png(&rows, shown.len(), 2))?;
     }
     let n = pairs.len() as f64;
     let mse = sq / px as f64;

@@ -207,6 +207,13 @@ impl MxqConfig {
                 s.text_layers, s.text_kernel, s.token_length
             ));
         }
+        if s.text_cross_hidden < 2 * s.text_positions() {
+            return bad(format!(
+                "text cross map hidden width {} is under twice the {} text positions (its identity start needs both signs)",
+                s.text_cross_hidden,
+                s.text_positions()
+            ));
+        }
         if !s.code_dim.is_multiple_of(s.joint_heads) || !self.prior.d_model.is_multiple_of(self.prior.heads) {
             return bad("widths must be multiples of their head counts".into());
         }

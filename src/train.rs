@@ -47,6 +47,10 @@ pub struct TrainOptions {
     /// Stage 1: every this many steps, codes unused since the last check are restarted
     /// from encoder outputs of the current batch (0 = never).
     pub restart_dead_every: usize,
+    /// Stage 1: decay of the EMA codebook update (VQ-VAE-2); 0 trains the codebook by
+    /// gradient with the codebook loss instead (the original VQ-VAE).
+    #[serde(default)]
+    pub codebook_decay: f64,
 }
 
 impl Default for TrainOptions {
@@ -62,6 +66,7 @@ impl Default for TrainOptions {
             checkpoint_every: 500,
             codebook_from_data: true,
             restart_dead_every: 100,
+            codebook_decay: 0.99,
         }
     }
 }
@@ -333,7 +338,7 @@ impl Stage<MxqVae> for Stage1<'_> {
         if step == 0 && self.opts.codebook_from_data {
             // Seed the codebook with encoder outputs, so every code starts where data lives.
             let z = model.encoder.forward(masked.0.clone(), masked.1.clone()).detach();
-            let vectors = random_rows(z, c.codebook_size, &mut rng);
+            let vectors = far_rows(z, &[], c.codebook_size, &mut rng);
             let ids: Vec<usize> = (0..c.codebook_size).collect();
             model.decoder.quantizer = model.decoder.quantizer.replace_codes(&ids, &vectors);
         }
@@ -353,13 +358,23 @@ impl Stage<MxqVae> for Stage1<'_> {
         ];
         let grads = GradientsParams::from_grads(l.total.backward(), &model);
         model = optim.step(lr, model, grads);
+        if self.opts.codebook_decay > 0.0 {
+            let q = &out.quantized;
+            model.decoder.quantizer =
+                model.decoder.quantizer.ema_update(q.inputs.clone(), q.codes.clone(), self.opts.codebook_decay);
+        }
         let every = self.opts.restart_dead_every;
         if every > 0 && (step + 1).is_multiple_of(every) {
             let dead: Vec<usize> = (0..c.codebook_size).filter(|&k| self.recent[k] == 0).collect();
             if !dead.is_empty() {
                 // replacements: this batch's encoder outputs (pre-quantization), at random
                 let z = model.encoder.forward(targets.0, targets.1).detach();
-                let vectors = random_rows(z, dead.len(), &mut rng);
+                let live: Vec<f32> = {
+                    let all = model.decoder.quantizer.codebook.val().into_data().try_into_vec_as::<f32>().expect("f32 codebook");
+                    let d = c.code_dim;
+                    (0..c.codebook_size).filter(|k| self.recent[*k] > 0).flat_map(|k| all[k * d..(k + 1) * d].to_vec()).collect()
+                };
+                let vectors = far_rows(z, &live, dead.len(), &mut rng);
                 model.decoder.quantizer = model.decoder.quantizer.replace_codes(&dead, &vectors);
                 self.restarted += dead.len();
             }
@@ -384,14 +399,36 @@ fn scalar(t: &Tensor<1>) -> f64 {
     t.clone().into_scalar::<f32>() as f64
 }
 
-/// `n` rows drawn at random (with replacement when fewer exist) from `z: [B, T, D]`.
-fn random_rows(z: Tensor<3>, n: usize, rng: &mut Rng) -> Vec<f32> {
+/// `n` rows of `z: [B, T, D]` picked k-means++ style: each with probability ∝ its squared
+/// distance to the nearest of `codes` (`[K, D]` values) and of the rows already picked.
+/// Uniform picks land mostly on the black background, which most grid cells show; these
+/// land where the codebook describes the data worst (strokes, colours, words).
+fn far_rows(z: Tensor<3>, codes: &[f32], n: usize, rng: &mut Rng) -> Vec<f32> {
     let [b, t, d] = z.dims();
     let values = z.into_data().try_into_vec_as::<f32>().expect("f32 features");
-    let rows = b * t;
-    let mut order: Vec<usize> = (0..rows).collect();
-    rng.shuffle(&mut order);
-    (0..n).flat_map(|i| values[order[i % rows] * d..(order[i % rows] + 1) * d].to_vec()).collect()
+    let dist2 = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+    let rows: Vec<&[f32]> = values.chunks(d).collect();
+    let mut nearest: Vec<f32> =
+        rows.iter().map(|r| codes.chunks(d).map(|c| dist2(r, c)).fold(f32::INFINITY, f32::min)).collect();
+    let mut picked = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let total: f64 = nearest.iter().map(|&v| v as f64).sum();
+        let i = if total > 0.0 && total.is_finite() {
+            let mut target = rng.unit_f32() as f64 * total;
+            nearest.iter().position(|&v| {
+                target -= v as f64;
+                target < 0.0
+            })
+            .unwrap_or(b * t - 1)
+        } else {
+            rng.below(b * t)
+        };
+        picked.extend_from_slice(rows[i]);
+        for (k, r) in rows.iter().enumerate() {
+            nearest[k] = nearest[k].min(dist2(r, rows[i]));
+        }
+    }
+    picked
 }
 
 /// Trains (or resumes) stage 1 in `dir` on `data`. `device` must be an autodiff device.
@@ -409,7 +446,12 @@ pub fn train_stage1(
     let ckpt = Checkpoint::new(dir);
     let (state, resume) = start_state(&ckpt, "stage1", config, tokenizer, options)?;
     device.seed(state.options.seed);
-    let model = MxqVae::new(&state.config.stage1, device);
+    let mut model = MxqVae::new(&state.config.stage1, device);
+    if state.options.codebook_decay > 0.0 {
+        // the EMA update alone moves the codes (the optimizer must leave them alone)
+        let q = &mut model.decoder.quantizer;
+        q.codebook = q.codebook.clone().set_require_grad(false);
+    }
     let k = state.config.stage1.codebook_size;
     let cfg = state.config.clone();
     let opts = state.options.clone();

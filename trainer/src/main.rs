@@ -164,6 +164,9 @@ struct Stage1Args {
     /// Steps between dead-code restarts (0 = off).
     #[arg(long, default_value_t = 100)]
     restart_dead_every: usize,
+    /// Decay of the EMA codebook update (0 = train the codebook by gradient instead)
+    #[arg(long, default_value_t = 0.99)]
+    codebook_decay: f64,
     /// Start the codebook from random values instead of encoder outputs.
     #[arg(long)]
     no_codebook_from_data: bool,
@@ -301,6 +304,7 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
     config.check()?;
     let opts = TrainOptions {
         restart_dead_every: a.restart_dead_every,
+        codebook_decay: a.codebook_decay,
         codebook_from_data: !a.no_codebook_from_data,
         ..options(c)
     };

@@ -24,8 +24,8 @@ use crate::tokenizer::CaptionTokenizer;
 
 /// `format` entry of every bundle.
 pub const FORMAT: &str = "mxq-bundle";
-/// Format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// Format version this build writes and reads (2: the dense-mapped text decoder).
+pub const VERSION: u32 = 2;
 /// Values per int8 scale.
 pub const BLOCK: usize = 64;
 const SCALE_SUFFIX: &str = ".__scale";

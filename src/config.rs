@@ -27,10 +27,12 @@ pub struct Stage1Config {
     pub vocab_size: usize,
     /// Token embedding width.
     pub text_embed: usize,
-    /// 1-D conv layers; with `text_kernel` they map `token_length` to `text_positions`.
+    /// 1-D conv layers of the text encoder (and of the text decoder).
     pub text_layers: usize,
-    /// Kernel of the unpadded 1-D convs: each removes `text_kernel - 1` positions.
+    /// Kernel of the length-preserving 1-D convs (odd).
     pub text_kernel: usize,
+    /// Text codes per pair (8 in the paper): the encoder maps the tokens to this many.
+    pub text_positions: usize,
     /// Transformer layers of the joint encoder over the 72 positions.
     pub joint_layers: usize,
     pub joint_heads: usize,
@@ -88,13 +90,9 @@ impl Stage1Config {
     pub fn image_positions(&self) -> usize {
         self.grid() * self.grid()
     }
-    /// Text codes per pair (8 in the paper).
-    pub fn text_positions(&self) -> usize {
-        self.token_length - self.text_layers * (self.text_kernel - 1)
-    }
     /// Codes per pair: the unified sequence (72 in the paper).
     pub fn positions(&self) -> usize {
-        self.image_positions() + self.text_positions()
+        self.image_positions() + self.text_positions
     }
 }
 
@@ -113,7 +111,8 @@ impl MxqConfig {
                 vocab_size: 64,
                 text_embed: 128,
                 text_layers: 4,
-                text_kernel: 15,
+                text_kernel: 5,
+                text_positions: 8,
                 joint_layers: 4,
                 joint_heads: 2,
                 joint_ff: 512,
@@ -201,17 +200,17 @@ impl MxqConfig {
     pub fn check(&self) -> Result<(), Error> {
         let s = &self.stage1;
         let bad = |why: String| Err(Error::Config(why));
-        if s.text_kernel == 0 || s.token_length <= s.text_layers * (s.text_kernel - 1) {
-            return bad(format!(
-                "{} text conv layers of kernel {} leave no positions of {} tokens",
-                s.text_layers, s.text_kernel, s.token_length
-            ));
+        if s.text_kernel.is_multiple_of(2) {
+            return bad(format!("text convs need an odd kernel (got {})", s.text_kernel));
         }
-        if s.text_cross_hidden < 2 * s.text_positions() {
+        if s.text_positions == 0 || s.text_positions > s.token_length {
+            return bad(format!("{} text positions for {} tokens", s.text_positions, s.token_length));
+        }
+        if s.text_cross_hidden < 2 * s.text_positions {
             return bad(format!(
                 "text cross map hidden width {} is under twice the {} text positions (its identity start needs both signs)",
                 s.text_cross_hidden,
-                s.text_positions()
+                s.text_positions
             ));
         }
         if !s.code_dim.is_multiple_of(s.joint_heads) || !self.prior.d_model.is_multiple_of(self.prior.heads) {

@@ -32,7 +32,7 @@ fn set_linear(mut linear: Linear, weight: Vec<f32>, device: &Device) -> Linear {
 
 impl CrossMaps {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let (n, image_n, text_n, hidden) = (c.positions(), c.image_positions(), c.text_positions(), c.text_cross_hidden);
+        let (n, image_n, text_n, hidden) = (c.positions(), c.image_positions(), c.text_positions, c.text_cross_hidden);
         // image latent i ← image code i
         let mut image = vec![0f32; n * image_n];
         (0..image_n).for_each(|i| image[i * image_n + i] = 1.0);

@@ -1,18 +1,16 @@
 //! The two decoders (paper §3.1): a CNN that rebuilds the 64×64 image from the 8×8 image
-//! latents, and 1-D transposed convolutions that rebuild the caption's token logits from
-//! the 8 text latents. Both mirror their encoders.
+//! latents, and a 1-D conv decoder that spreads the 8 text latents over the 64 token
+//! positions with one dense map (see `text_encoder.rs` for why) and rebuilds the token
+//! logits with length-preserving convs. Both mirror their encoders.
 
-use burn::nn::conv::{
-    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose1d, ConvTranspose1dConfig, ConvTranspose2d,
-    ConvTranspose2dConfig,
-};
+use burn::nn::conv::{Conv1d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::config::Stage1Config;
 use crate::residual::ResidualStack;
-use crate::text_encoder::text_channels;
+use crate::text_encoder::same_conv;
 
 #[derive(Module, Debug)]
 pub struct ImageDecoder {
@@ -59,24 +57,21 @@ impl ImageDecoder {
 
 #[derive(Module, Debug)]
 pub struct TextDecoder {
-    up: Vec<ConvTranspose1d>,
-    to_embed: Conv1d,
+    /// `text_positions × code_dim` → `token_length × text_embed`
+    to_tokens: Linear,
+    convs: Vec<Conv1d>,
     to_vocab: Linear,
+    token_length: usize,
 }
 
 impl TextDecoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let enc = text_channels(c.text_embed, c.text_layers);
-        // code_dim → 4E → … → enc[1]: the encoder's widths in reverse
-        let mut widths = vec![c.code_dim];
-        widths.extend(enc[1..].iter().rev());
+        let e = c.text_embed;
         Self {
-            up: widths
-                .windows(2)
-                .map(|w| ConvTranspose1dConfig::new([w[0], w[1]], c.text_kernel).init(device))
-                .collect(),
-            to_embed: Conv1dConfig::new(enc[1], c.text_embed, 1).init(device),
-            to_vocab: LinearConfig::new(c.text_embed, c.vocab_size).init(device),
+            to_tokens: LinearConfig::new(c.text_positions * c.code_dim, c.token_length * e).init(device),
+            convs: (0..c.text_layers).map(|_| same_conv(e, e, c.text_kernel, device)).collect(),
+            to_vocab: LinearConfig::new(e, c.vocab_size).init(device),
+            token_length: c.token_length,
         }
     }
 
@@ -84,8 +79,10 @@ impl TextDecoder {
     /// - latents: `[batch, code_dim, 8]`
     /// - output: token logits `[batch, token_length, vocab]`
     pub fn forward(&self, latents: Tensor<3>) -> Tensor<3> {
-        let x = self.up.iter().fold(latents, |x, up| relu(up.forward(x))); // [B, E', L]
-        let x = self.to_embed.forward(x).swap_dims(1, 2); // [B, L, E]
-        self.to_vocab.forward(x) // [B, L, V]
+        let [batch, dim, positions] = latents.dims();
+        let x = latents.swap_dims(1, 2).reshape([batch, positions * dim]); // [B, 8·D]
+        let x = relu(self.to_tokens.forward(x)).reshape([batch as i32, self.token_length as i32, -1]); // [B, L, E]
+        let x = self.convs.iter().fold(x.swap_dims(1, 2), |x, conv| x.clone() + relu(conv.forward(x))); // [B, E, L]
+        self.to_vocab.forward(x.swap_dims(1, 2)) // [B, L, V]
     }
 }

@@ -1,33 +1,52 @@
-//! Text encoder (paper §3.1): token embeddings, then unpadded 1-D convolutions that shrink
-//! the caption (64 tokens, kernel 15, four layers) to 8 positions, then a 1×1 conv to the
-//! code width. Channels grow linearly from the embedding width to 4×, as in the authors' code.
+//! Text encoder (paper §3.1): token embeddings, 1-D convolutions, then 8 positions.
+//!
+//! The authors shrink 64 tokens to 8 with unpadded kernel-15 convs; measured here, that
+//! stack cannot even autoencode Caption MNIST captions without a quantizer (91% token
+//! accuracy, 1% exact after 1,500 steps; a dense map gets 99.9% in 800), because weight-
+//! shared convs with no position signal cannot tell where in the caption a word sits.
+//! A map over the sequence axis with weights shared by all channels (as the cross maps) did
+//! no better (91%). So: token + learned position embeddings, length-preserving convs for
+//! local context, then one dense map from the whole `64 × E` caption to the `8 × D` codes —
+//! position-specific weights, which is what the dense test showed the captions need.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::{Embedding, EmbeddingConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig1d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::config::Stage1Config;
 
-/// `layers + 1` channel widths from `embed` to `4 × embed` (numpy's linspace, truncated).
-pub fn text_channels(embed: usize, layers: usize) -> Vec<usize> {
-    (0..=layers).map(|i| embed + (3 * embed * i) / layers).collect()
+/// A length-preserving 1-D conv (odd kernel, zero padding).
+pub(crate) fn same_conv(from: usize, to: usize, kernel: usize, device: &Device) -> Conv1d {
+    Conv1dConfig::new(from, to, kernel).with_padding(PaddingConfig1d::Same).init(device)
+}
+
+/// A learned `[1, rows, cols]` table, small normal init (as GPT-2's position embeddings).
+pub(crate) fn learned_table(rows: usize, cols: usize, device: &Device) -> Param<Tensor<3>> {
+    Param::from_tensor(Tensor::random([1, rows, cols], burn::tensor::Distribution::Normal(0.0, 0.02), device))
 }
 
 #[derive(Module, Debug)]
 pub struct TextEncoder {
     embedding: Embedding,
+    /// `[1, token_length, text_embed]`
+    position: Param<Tensor<3>>,
     convs: Vec<Conv1d>,
-    to_code: Conv1d,
+    /// `token_length × text_embed` → `text_positions × code_dim`
+    to_codes: Linear,
+    text_positions: usize,
 }
 
 impl TextEncoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let ch = text_channels(c.text_embed, c.text_layers);
+        let e = c.text_embed;
         Self {
-            embedding: EmbeddingConfig::new(c.vocab_size, c.text_embed).init(device),
-            convs: ch.windows(2).map(|w| Conv1dConfig::new(w[0], w[1], c.text_kernel).init(device)).collect(),
-            to_code: Conv1dConfig::new(*ch.last().unwrap(), c.code_dim, 1).init(device),
+            embedding: EmbeddingConfig::new(c.vocab_size, e).init(device),
+            position: learned_table(c.token_length, e, device),
+            convs: (0..c.text_layers).map(|_| same_conv(e, e, c.text_kernel, device)).collect(),
+            to_codes: LinearConfig::new(c.token_length * e, c.text_positions * c.code_dim).init(device),
+            text_positions: c.text_positions,
         }
     }
 
@@ -35,8 +54,11 @@ impl TextEncoder {
     /// - tokens: `[batch, token_length]`
     /// - output: `[batch, text_positions, code_dim]`
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        let x = self.embedding.forward(tokens).swap_dims(1, 2); // [B, E, L]
-        let x = self.convs.iter().fold(x, |x, conv| relu(conv.forward(x))); // [B, 4E, 8]
-        self.to_code.forward(x).swap_dims(1, 2) // [B, 8, D]
+        let [batch, length] = tokens.dims();
+        let x = (self.embedding.forward(tokens) + self.position.val()).swap_dims(1, 2); // [B, E, L]
+        let x = self.convs.iter().fold(x, |x, conv| x.clone() + relu(conv.forward(x))); // [B, E, L], residual
+        let width = x.dims()[1];
+        let x = x.swap_dims(1, 2).reshape([batch, length * width]); // [B, L·E]
+        self.to_codes.forward(x).reshape([batch as i32, self.text_positions as i32, -1]) // [B, 8, D]
     }
 }

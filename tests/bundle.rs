@@ -79,7 +79,7 @@ fn bad_bundles_give_named_errors() {
     let at = flipped.len() - 1000;
     flipped[at] ^= 0x40;
     assert!(err(&flipped).contains("integrity"));
-    assert!(err(&with_metadata(&good, "version", "2")).contains("version 2"));
+    assert!(err(&with_metadata(&good, "version", "1")).contains("version 1"));
     assert!(err(&with_metadata(&good, "format", "other")).contains("format"));
     let foreign = safetensors::serialize(Vec::<(String, safetensors::tensor::TensorView)>::new(), None).unwrap();
     assert!(err(&foreign).contains("not an mxq bundle"));

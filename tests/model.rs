@@ -51,6 +51,48 @@ fn quantizer_picks_the_nearest_code_and_passes_gradients_straight_through() {
 }
 
 #[test]
+fn ema_update_moves_taken_codes_to_their_mean_and_leaves_the_others() {
+    let device = mxq::cpu();
+    let cfg = MxqConfig::tiny().stage1;
+    let d = cfg.code_dim;
+    let q = CrossQuantizer::new(&cfg, &device);
+    let before = q.codebook.val().into_data().try_into_vec_as::<f32>().unwrap();
+    // code 1 takes two vectors (all 1.0 and all 3.0), code 4 one (all -2.0)
+    let z: Vec<f32> = [1.0f32, 3.0, -2.0].iter().flat_map(|&v| vec![v; d]).collect();
+    let z = Tensor::<3>::from_data(TensorData::new(z, [1, 3, d]), &device);
+    let codes = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 1, 4], [1, 3]), &device);
+    // fresh counts are zero, so the first update puts each taken code on its mean
+    let q = q.ema_update(z.clone(), codes.clone(), 0.99);
+    let after = q.codebook.val().into_data().try_into_vec_as::<f32>().unwrap();
+    assert!((after[d] - 2.0).abs() < 5e-3 && (after[4 * d] + 2.0).abs() < 5e-3, "{} {}", after[d], after[4 * d]);
+    for k in [0, 2, 3, 5] {
+        let moved = (0..d).map(|i| (after[k * d + i] - before[k * d + i]).abs()).fold(0f32, f32::max);
+        assert!(moved < 1e-6, "untaken code {k} moved by {moved}");
+    }
+    let usage = q.usage.value_sync().into_data().try_into_vec_as::<f32>().unwrap();
+    assert!((usage[1] - 0.02).abs() < 1e-6 && (usage[4] - 0.01).abs() < 1e-6);
+    // a second update of code 1 with a far vector moves it only partly: the average has memory
+    let far = Tensor::<3>::from_data(TensorData::new(vec![10.0f32; d], [1, 1, d]), &device);
+    let q = q.ema_update(far, Tensor::from_data(TensorData::new(vec![1i64], [1, 1]), &device), 0.99);
+    let moved = q.codebook.val().into_data().try_into_vec_as::<f32>().unwrap()[d];
+    assert!(moved > 2.0 && moved < 10.0, "{moved}");
+}
+
+#[test]
+fn cross_maps_start_as_the_identity_on_their_own_modality() {
+    let device = mxq::cpu();
+    let cfg = MxqConfig::tiny().stage1;
+    let maps = mxq::cross_maps::CrossMaps::new(&cfg, &device);
+    let (n, d) = (cfg.positions(), cfg.code_dim);
+    let codes = Tensor::<3>::random([2, n, d], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let (image, text) = maps.forward(codes.clone());
+    let own_image = codes.clone().slice([0..2, 0..64]).swap_dims(1, 2).reshape([2, d, 8, 8]);
+    assert!(max_abs_diff(image, own_image) < 1e-5);
+    let own_text = codes.slice([0..2, 64..n]).swap_dims(1, 2);
+    assert!(max_abs_diff(text, own_text) < 1e-5);
+}
+
+#[test]
 fn stage1_maps_pairs_to_72_codes_and_back() {
     let device = mxq::cpu();
     let cfg = MxqConfig::tiny();

@@ -33,7 +33,10 @@ fn config_round_trips_and_rejects_unknown_keys_and_bad_sizes() {
     let typo = MxqConfig::demo().to_json().replace("\"codebook_size\"", "\"codebok_size\"");
     assert!(MxqConfig::from_json(&typo).unwrap_err().to_string().contains("codebok_size"));
     let mut bad = MxqConfig::demo();
-    bad.stage1.text_layers = 5;
-    assert!(bad.check().is_err(), "5 layers of kernel 15 leave no positions of 64 tokens");
+    bad.stage1.text_kernel = 4;
+    assert!(bad.check().unwrap_err().to_string().contains("odd kernel"));
+    let mut bad = MxqConfig::demo();
+    bad.stage1.text_positions = 65;
+    assert!(bad.check().unwrap_err().to_string().contains("65 text positions for 64 tokens"));
     assert!(MxqConfig::preset("huge").is_err());
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use burn::prelude::*;
 
 use crate::bundle::{load_weights, save_weights};
-use crate::data::caption_mnist::{Colour, Region, SIDE, Unit};
+use crate::data::caption_mnist::{Colour, Region, SIDE, Unit, parse_caption};
 use crate::digit_classifier::{DigitClassifier, region_pixels};
 use crate::error::Error;
 
@@ -77,6 +77,36 @@ pub struct Reading {
     pub confidence: f32,
 }
 
+/// The spec's figures for a set of pairs (CAPTION_MNIST.md, "Parsing and judging").
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scores {
+    pub pairs: usize,
+    pub validity_pct: f64,
+    pub consistency_pct: f64,
+    /// Units that match the judge's reading / units in the valid captions.
+    pub unit_accuracy_pct: f64,
+    /// Captions whose (region, colour) set matches the image, numerals aside.
+    pub layout_colour_consistency_pct: f64,
+    /// Lit regions whose numeral the classifier calls with probability ≥ 0.9.
+    pub fidelity_pct: f64,
+    pub distinct_captions_per_pair: f64,
+    /// Fréchet distance to a reference set in the classifier's penultimate features of
+    /// lit regions; set by [`Scores::with_frechet`] (`None` until then).
+    pub frechet_distance: Option<f64>,
+    pub judge_test_digit_accuracy_pct: f64,
+    /// Penultimate features of every lit region (for the Fréchet distance).
+    #[serde(skip)]
+    pub features: Vec<Vec<f32>>,
+}
+
+impl Scores {
+    /// Sets the Fréchet distance to `reference`'s features.
+    pub fn with_frechet(mut self, reference: &Scores) -> Result<Self, Error> {
+        self.frechet_distance = Some(crate::frechet::frechet_distance(&self.features, &reference.features)?);
+        Ok(self)
+    }
+}
+
 /// The full judge: the rules above plus a trained digit classifier.
 pub struct Judge {
     pub classifier: DigitClassifier,
@@ -114,6 +144,49 @@ impl Judge {
             })
             .collect();
         (readings, features)
+    }
+
+    /// Judges (image RGB bytes, caption) pairs: validity, consistency, unit accuracy,
+    /// fidelity and diversity, with the features for a Fréchet distance.
+    pub fn score(&self, pairs: &[(&[u8], &str)]) -> Scores {
+        let n = pairs.len() as f64;
+        let (mut valid, mut layout, mut consistent) = (0usize, 0usize, 0usize);
+        let (mut units_said, mut units_right, mut lit, mut sure) = (0usize, 0usize, 0usize, 0usize);
+        let mut features = Vec::new();
+        for chunk in pairs.chunks(64) {
+            let images: Vec<&[u8]> = chunk.iter().map(|p| p.0).collect();
+            let (readings, f) = self.read(&images);
+            features.extend(f);
+            for ((_, caption), read) in chunk.iter().zip(readings) {
+                lit += read.len();
+                sure += read.iter().filter(|r| r.confidence >= 0.9).count();
+                let Ok(mut said) = parse_caption(caption) else { continue };
+                valid += 1;
+                let mut seen: Vec<_> = read.iter().map(|r| r.unit).collect();
+                seen.sort();
+                said.sort();
+                consistent += usize::from(said == seen);
+                units_said += said.len();
+                units_right += said.iter().filter(|u| seen.contains(u)).count();
+                let said_layout: Vec<_> = said.iter().map(|u| (u.region, u.colour)).collect();
+                let seen_layout: Vec<_> = seen.iter().map(|u| (u.region, u.colour)).collect();
+                layout += usize::from(said_layout == seen_layout);
+            }
+        }
+        let distinct = pairs.iter().map(|p| p.1).collect::<std::collections::HashSet<_>>().len();
+        let pct = |a: usize, b: f64| if b > 0.0 { 100.0 * a as f64 / b } else { 0.0 };
+        Scores {
+            pairs: pairs.len(),
+            validity_pct: pct(valid, n),
+            consistency_pct: pct(consistent, n),
+            unit_accuracy_pct: pct(units_right, units_said as f64),
+            layout_colour_consistency_pct: pct(layout, n),
+            fidelity_pct: pct(sure, lit as f64),
+            distinct_captions_per_pair: distinct as f64 / n.max(1.0),
+            frechet_distance: None,
+            judge_test_digit_accuracy_pct: 100.0 * self.test_accuracy,
+            features,
+        }
     }
 
     /// The judge file's bytes.

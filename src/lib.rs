@@ -14,6 +14,7 @@ pub mod data;
 pub mod decoders;
 pub mod digit_classifier;
 pub mod error;
+pub mod frechet;
 pub mod generate;
 pub mod image_encoder;
 pub mod joint_encoder;

@@ -63,3 +63,18 @@ fn damaged_judge_files_are_named_errors() {
     let grown = safetensors::serialize(views, meta.metadata().clone()).unwrap();
     assert!(err(grown).contains("unused"));
 }
+
+#[test]
+fn frechet_distance_is_zero_on_itself_and_the_squared_shift_between_shifted_sets() {
+    use mxq::frechet::frechet_distance;
+    let mut rng = mxq::rng::Rng::new(3, 0);
+    let a: Vec<Vec<f32>> = (0..300).map(|_| (0..6).map(|_| rng.unit_f32() * 2.0 - 1.0).collect()).collect();
+    assert!(frechet_distance(&a, &a).unwrap() < 1e-9);
+    // same covariance, means 0.5 apart in each of 6 dimensions: 6 × 0.25
+    let shifted: Vec<Vec<f32>> = a.iter().map(|r| r.iter().map(|v| v + 0.5).collect()).collect();
+    assert!((frechet_distance(&a, &shifted).unwrap() - 1.5).abs() < 1e-4);
+    // a wider spread is farther than a shifted copy of the same spread
+    let wide: Vec<Vec<f32>> = a.iter().map(|r| r.iter().map(|v| v * 3.0).collect()).collect();
+    assert!(frechet_distance(&a, &wide).unwrap() > 1.0);
+    assert!(frechet_distance(&a[..1], &a).unwrap_err().to_string().contains("at least 2"));
+}

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mxq::bundle::{self, Generator, Precision};
 use mxq::data::caption_mnist;
 use mxq::data::{CaptionMnist, Digits, read_pairs, write_pairs};
+use mxq::judge::Scores;
 use mxq::sampler::SampleOptions;
 use mxq::tokenizer::CaptionTokenizer;
 use mxq::train::{self, EpochMetrics, PairSet, StepReport, TrainOptions};
@@ -442,22 +443,35 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
 fn eval(a: EvalArgs) -> Result<()> {
     let bytes = std::fs::read(&a.judge).with_context(|| format!("judge file {}", a.judge.display()))?;
     let judge = mxq::judge::Judge::from_bytes(bytes, &cpu()).with_context(|| format!("{}", a.judge.display()))?;
+    let score = |pairs: &[(Vec<u8>, String)]| {
+        judge.score(&pairs.iter().map(|(i, c)| (i.as_slice(), c.as_str())).collect::<Vec<_>>())
+    };
+    // the reference: as many real test pairs (the spec's test split) as pairs judged
+    let real_test = |n: usize| -> Result<Vec<(Vec<u8>, String)>> {
+        let real = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
+        Ok((0..n as u64).map(|i| real.pair(i)).map(|p| (p.image, p.caption)).collect())
+    };
     let report = match (&a.pairs, &a.bundle) {
         (Some(dir), _) => {
-            let pairs = read_pairs(dir)?;
-            judge_pairs(&judge, pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect())
+            let pairs: Vec<_> = read_pairs(dir)?.into_iter().map(|p| (p.image, p.caption)).collect();
+            let real = score(&real_test(pairs.len())?);
+            serde_json::to_value(score(&pairs).with_frechet(&real)?)?
         }
         (None, Some(path)) => {
             let device = cpu();
             let bytes = std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
             let bundle = bundle::load(&bytes, &device).with_context(|| format!("loading {}", path.display()))?;
             let opts = SampleOptions { temperature: 1.0, top_k: 0, top_p: 1.0, seed: a.seed };
-            let generated = bundle.generate(a.count, 16, opts, &device);
-            let real = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
-            let real: Vec<_> = (0..a.count as u64).map(|i| real.pair(i)).collect();
+            let generated: Vec<_> =
+                bundle.generate(a.count, 16, opts, &device).into_iter().map(|p| (p.image, p.caption)).collect();
+            let real = score(&real_test(a.count)?);
+            let generated = score(&generated).with_frechet(&real)?;
+            // the ceiling's distance: the test pairs after those, against the same reference
+            let others: Vec<_> = real_test(2 * a.count)?.split_off(a.count);
+            let real_frechet = score(&others).with_frechet(&real)?.frechet_distance;
             serde_json::json!({
-                "generated": judge_pairs(&judge, generated.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect()),
-                "real_test": judge_pairs(&judge, real.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect()),
+                "generated": generated,
+                "real_test": Scores { frechet_distance: real_frechet, ..real },
             })
         }
         (None, None) => bail!("give --pairs DIR or --bundle FILE"),
@@ -468,42 +482,4 @@ fn eval(a: EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
-}
-
-/// The spec's figures for a set of (image, caption) pairs.
-fn judge_pairs(judge: &mxq::judge::Judge, pairs: Vec<(&[u8], &str)>) -> serde_json::Value {
-    let n = pairs.len() as f64;
-    let (mut valid, mut layout, mut consistent) = (0usize, 0usize, 0usize);
-    let (mut units_said, mut units_right, mut lit, mut sure) = (0usize, 0usize, 0usize, 0usize);
-    for chunk in pairs.chunks(64) {
-        let images: Vec<&[u8]> = chunk.iter().map(|p| p.0).collect();
-        let (readings, _) = judge.read(&images);
-        for ((_, caption), read) in chunk.iter().zip(readings) {
-            lit += read.len();
-            sure += read.iter().filter(|r| r.confidence >= 0.9).count();
-            let Ok(mut said) = caption_mnist::parse_caption(caption) else { continue };
-            valid += 1;
-            let mut seen: Vec<_> = read.iter().map(|r| r.unit).collect();
-            seen.sort();
-            said.sort();
-            consistent += usize::from(said == seen);
-            units_said += said.len();
-            units_right += said.iter().filter(|u| seen.contains(u)).count();
-            let said_layout: Vec<_> = said.iter().map(|u| (u.region, u.colour)).collect();
-            let seen_layout: Vec<_> = seen.iter().map(|u| (u.region, u.colour)).collect();
-            layout += usize::from(said_layout == seen_layout);
-        }
-    }
-    let distinct = pairs.iter().map(|p| p.1).collect::<std::collections::HashSet<_>>().len();
-    let pct = |a: usize, b: f64| if b > 0.0 { 100.0 * a as f64 / b } else { 0.0 };
-    serde_json::json!({
-        "pairs": pairs.len(),
-        "validity_pct": pct(valid, n),
-        "consistency_pct": pct(consistent, n),
-        "unit_accuracy_pct": pct(units_right, units_said as f64),
-        "layout_colour_consistency_pct": pct(layout, n),
-        "fidelity_pct": pct(sure, lit as f64),
-        "distinct_captions_per_pair": distinct as f64 / n.max(1.0),
-        "judge_test_digit_accuracy_pct": 100.0 * judge.test_accuracy,
-    })
 }

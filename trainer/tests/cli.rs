@@ -38,6 +38,12 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert_eq!(report["layout_colour_consistency_pct"], 100.0, "{report}");
     assert!(report["consistency_pct"].as_f64().unwrap() >= 90.0, "the judge reads real pairs: {report}");
     assert!(report["unit_accuracy_pct"].as_f64().unwrap() >= 95.0, "{report}");
+    let train_distance = report["frechet_distance"].as_f64().unwrap();
+    // the reference is the test split's first pairs: judging exactly those gives distance 0
+    ok(&["data", "caption-mnist", "--split", "test", "--count", "64", "--out", &p("test")]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&["eval", "--pairs", &p("test"), "--json"])).unwrap();
+    let test_distance = report["frechet_distance"].as_f64().unwrap();
+    assert!(test_distance < 1e-3 && train_distance > 100.0 * test_distance.max(1e-3), "{test_distance} {train_distance}");
 
     let train = ["--data", &p("train"), "--run", &p("run"), "--batch-size", "16", "--epochs", "2"];
     let stage1 = |extra: &[&'static str]| -> Vec<String> {

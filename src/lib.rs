@@ -22,6 +22,7 @@ pub mod judge;
 pub mod masking;
 pub mod mxq_vae;
 pub mod prior;
+pub mod reconstruction;
 pub mod residual;
 pub mod rng;
 pub mod sampler;

@@ -53,6 +53,10 @@ struct EvalArgs {
     count: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also report this run's stage-1 reconstruction of --count real test pairs (image
+    /// MSE/PSNR, token accuracy, codebook usage); needs the run's stage1/ checkpoint.
+    #[arg(long)]
+    run: Option<PathBuf>,
     /// Folder with the MNIST IDX files (for the real test pairs).
     #[arg(long, default_value_os_t = repo_path("data/mnist"))]
     mnist: PathBuf,
@@ -475,6 +479,19 @@ fn eval(a: EvalArgs) -> Result<()> {
             })
         }
         (None, None) => bail!("give --pairs DIR or --bundle FILE"),
+    };
+    let report = match &a.run {
+        None => report,
+        Some(run) => {
+            let device = cpu();
+            let (vae, state) = train::load_stage1(&run.join("stage1"), &device)?;
+            let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
+            let real = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
+            let real: Vec<_> = (0..a.count as u64).map(|i| real.pair(i)).map(|p| mxq::data::Pair { image: p.image, caption: p.caption }).collect();
+            let mut report = report;
+            report["stage1_reconstruction"] = serde_json::to_value(mxq::reconstruction::reconstruct(&vae, &tokenizer, &real, &device))?;
+            report
+        }
     };
     if a.json {
         println!("{report}");

@@ -90,9 +90,13 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         std::fs::read(tmp.path().join("gen2/00003.png")).unwrap()
     );
     // eval from a bundle: generated pairs judged beside real test pairs
-    let report = ok(&["eval", "--bundle", &p("tiny.mxq"), "--count", "8", "--json"]);
+    let report = ok(&["eval", "--bundle", &p("tiny.mxq"), "--count", "8", "--run", &p("run"), "--json"]);
     let report: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
     assert_eq!(report["generated"]["pairs"], 8, "{report}");
+    assert!(report["generated"]["frechet_distance"].as_f64().is_some(), "{report}");
+    let recon = &report["stage1_reconstruction"];
+    assert_eq!(recon["pairs"], 8, "{report}");
+    assert!(recon["image_mse"].as_f64().unwrap() > 0.0 && recon["live_codes"].as_u64().unwrap() >= 1, "{report}");
     assert_eq!(report["real_test"]["validity_pct"], 100.0, "{report}");
 }
 

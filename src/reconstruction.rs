@@ -1,0 +1,80 @@
+//! Stage-1 reconstruction figures (issue 4): `pair → codes → pair` with a trained stage 1
+//! on held-out pairs — image MSE and PSNR on [0, 1], token accuracy, exact and valid
+//! captions, and codebook usage over the pairs' codes.
+
+use burn::prelude::*;
+
+use crate::cross_quantizer::CodebookUsage;
+use crate::data::batch::to_rgb;
+use crate::data::{Pair, parse_caption};
+use crate::mxq_vae::MxqVae;
+use crate::tokenizer::CaptionTokenizer;
+use crate::train::PairSet;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reconstruction {
+    pub pairs: usize,
+    pub image_mse: f64,
+    pub psnr_db: f64,
+    pub token_accuracy_pct: f64,
+    pub exact_captions_pct: f64,
+    pub valid_captions_pct: f64,
+    pub perplexity: f64,
+    pub live_codes: usize,
+    /// (caption, reconstructed caption) of the first four pairs.
+    pub examples: Vec<(String, String)>,
+    /// The reconstructed images (RGB bytes), in order.
+    #[serde(skip)]
+    pub images: Vec<Vec<u8>>,
+}
+
+/// Encodes and decodes `pairs` (in batches of 50) and scores the result against them.
+pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], device: &Device) -> Reconstruction {
+    let data = PairSet::new(pairs, tokenizer);
+    let (mut squared, mut pixels, mut tokens_right, mut tokens, mut exact, mut valid) = (0f64, 0usize, 0, 0, 0, 0);
+    let mut counts = vec![0u64; vae.decoder.quantizer.codebook.dims()[0]];
+    let (mut examples, mut images) = (Vec::new(), Vec::new());
+    let ids: Vec<usize> = (0..data.len()).collect();
+    for chunk in ids.chunks(50) {
+        let (batch_images, batch_tokens) = data.batch(chunk, None, device);
+        let codes = vae.encode(batch_images, batch_tokens);
+        for c in codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes") {
+            counts[c as usize] += 1;
+        }
+        let out = vae.decoder.decode(codes);
+        let rgb = to_rgb(&out.image.into_data().try_into_vec_as::<f32>().expect("f32 image"));
+        let predicted = out.logits.argmax(2).into_data().try_into_vec_as::<i64>().expect("int tokens");
+        for (k, (&i, rgb)) in chunk.iter().zip(rgb).enumerate() {
+            for (a, b) in rgb.iter().zip(&pairs[i].image) {
+                squared += ((*a as f64 - *b as f64) / 255.0).powi(2);
+                pixels += 1;
+            }
+            images.push(rgb);
+            let want = &data.tokens[i * data.length..(i + 1) * data.length];
+            let got: Vec<u32> = predicted[k * data.length..(k + 1) * data.length].iter().map(|&t| t as u32).collect();
+            tokens_right += want.iter().zip(&got).filter(|(a, b)| a == b).count();
+            tokens += want.len();
+            let caption = tokenizer.decode(&got);
+            exact += usize::from(caption == pairs[i].caption);
+            valid += usize::from(parse_caption(&caption).is_ok());
+            if examples.len() < 4 {
+                examples.push((pairs[i].caption.clone(), caption));
+            }
+        }
+    }
+    let n = pairs.len().max(1) as f64;
+    let mse = squared / pixels.max(1) as f64;
+    let usage = CodebookUsage::from_counts(&counts);
+    Reconstruction {
+        pairs: pairs.len(),
+        image_mse: mse,
+        psnr_db: -10.0 * mse.log10(),
+        token_accuracy_pct: 100.0 * tokens_right as f64 / tokens.max(1) as f64,
+        exact_captions_pct: 100.0 * exact as f64 / n,
+        valid_captions_pct: 100.0 * valid as f64 / n,
+        perplexity: usage.perplexity,
+        live_codes: usage.live_codes,
+        examples,
+        images,
+    }
+}

@@ -53,6 +53,13 @@ struct EvalArgs {
     count: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Sampling temperature, top-k (0 = off) and top-p for --bundle.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
     /// Also report this run's stage-1 reconstruction of --count real test pairs (image
     /// MSE/PSNR, token accuracy, codebook usage); needs the run's stage1/ checkpoint.
     #[arg(long)]
@@ -465,7 +472,7 @@ fn eval(a: EvalArgs) -> Result<()> {
             let device = cpu();
             let bytes = std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
             let bundle = bundle::load(&bytes, &device).with_context(|| format!("loading {}", path.display()))?;
-            let opts = SampleOptions { temperature: 1.0, top_k: 0, top_p: 1.0, seed: a.seed };
+            let opts = SampleOptions { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed };
             let generated: Vec<_> =
                 bundle.generate(a.count, 16, opts, &device).into_iter().map(|p| (p.image, p.caption)).collect();
             let real = score(&real_test(a.count)?);

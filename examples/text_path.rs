@@ -71,7 +71,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let encode = |m: &TextPath, t: Tensor<2, Int>| -> Tensor<3> {
         let b = t.dims()[0];
-        if dense { m.dense_in.forward(m.embed.forward(t).reshape([b, l * 32])).reshape([b, p, d]) } else { m.encoder.forward(t) }
+        if dense {
+            m.dense_in.forward(m.embed.forward(t).reshape([b, l * 32])).reshape([b, p, d])
+        } else {
+            m.encoder.forward(t)
+        }
     };
     let forward = |m: &TextPath, t: Tensor<2, Int>| -> (Tensor<3>, Tensor<1>) {
         let z = encode(m, t);
@@ -101,7 +105,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if step == 0 && quant {
             let z = encode(&m, t.clone()).detach().into_data().try_into_vec_as::<f32>()?;
             let rows = z.len() / d;
-            let vectors: Vec<f32> = (0..c.codebook_size).flat_map(|k| z[(k % rows) * d..(k % rows + 1) * d].to_vec()).collect();
+            let vectors: Vec<f32> =
+                (0..c.codebook_size).flat_map(|k| z[(k % rows) * d..(k % rows + 1) * d].to_vec()).collect();
             m.quantizer = m.quantizer.replace_codes(&(0..c.codebook_size).collect::<Vec<_>>(), &vectors);
         }
         let (logits, extra) = forward(&m, t.clone());

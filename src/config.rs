@@ -209,8 +209,7 @@ impl MxqConfig {
         if s.text_cross_hidden < 2 * s.text_positions {
             return bad(format!(
                 "text cross map hidden width {} is under twice the {} text positions (its identity start needs both signs)",
-                s.text_cross_hidden,
-                s.text_positions
+                s.text_cross_hidden, s.text_positions
             ));
         }
         if !s.code_dim.is_multiple_of(s.joint_heads) || !self.prior.d_model.is_multiple_of(self.prior.heads) {

@@ -13,7 +13,9 @@ fn moments(rows: &[Vec<f32>]) -> Result<(DVector<f64>, DMatrix<f64>), Error> {
     let n = rows.len();
     let d = rows.first().map_or(0, Vec::len);
     if n < 2 || d == 0 || rows.iter().any(|r| r.len() != d) {
-        return Err(Error::Judge(format!("a Fréchet distance needs at least 2 feature vectors of one width (got {n})")));
+        return Err(Error::Judge(format!(
+            "a Fréchet distance needs at least 2 feature vectors of one width (got {n})"
+        )));
     }
     let x = DMatrix::from_fn(n, d, |i, j| rows[i][j] as f64);
     let mean = DVector::from_fn(d, |j, _| x.column(j).mean());

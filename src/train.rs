@@ -370,9 +370,19 @@ impl Stage<MxqVae> for Stage1<'_> {
                 // replacements: this batch's encoder outputs (pre-quantization), at random
                 let z = model.encoder.forward(targets.0, targets.1).detach();
                 let live: Vec<f32> = {
-                    let all = model.decoder.quantizer.codebook.val().into_data().try_into_vec_as::<f32>().expect("f32 codebook");
+                    let all = model
+                        .decoder
+                        .quantizer
+                        .codebook
+                        .val()
+                        .into_data()
+                        .try_into_vec_as::<f32>()
+                        .expect("f32 codebook");
                     let d = c.code_dim;
-                    (0..c.codebook_size).filter(|k| self.recent[*k] > 0).flat_map(|k| all[k * d..(k + 1) * d].to_vec()).collect()
+                    (0..c.codebook_size)
+                        .filter(|k| self.recent[*k] > 0)
+                        .flat_map(|k| all[k * d..(k + 1) * d].to_vec())
+                        .collect()
                 };
                 let vectors = far_rows(z, &live, dead.len(), &mut rng);
                 model.decoder.quantizer = model.decoder.quantizer.replace_codes(&dead, &vectors);
@@ -415,11 +425,13 @@ fn far_rows(z: Tensor<3>, codes: &[f32], n: usize, rng: &mut Rng) -> Vec<f32> {
         let total: f64 = nearest.iter().map(|&v| v as f64).sum();
         let i = if total > 0.0 && total.is_finite() {
             let mut target = rng.unit_f32() as f64 * total;
-            nearest.iter().position(|&v| {
-                target -= v as f64;
-                target < 0.0
-            })
-            .unwrap_or(b * t - 1)
+            nearest
+                .iter()
+                .position(|&v| {
+                    target -= v as f64;
+                    target < 0.0
+                })
+                .unwrap_or(b * t - 1)
         } else {
             rng.below(b * t)
         };

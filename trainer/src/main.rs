@@ -496,9 +496,13 @@ fn eval(a: EvalArgs) -> Result<()> {
             let (vae, state) = train::load_stage1(&run.join("stage1"), &device)?;
             let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
             let real = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
-            let real: Vec<_> = (0..a.count as u64).map(|i| real.pair(i)).map(|p| mxq::data::Pair { image: p.image, caption: p.caption }).collect();
+            let real: Vec<_> = (0..a.count as u64)
+                .map(|i| real.pair(i))
+                .map(|p| mxq::data::Pair { image: p.image, caption: p.caption })
+                .collect();
             let mut report = report;
-            report["stage1_reconstruction"] = serde_json::to_value(mxq::reconstruction::reconstruct(&vae, &tokenizer, &real, &device))?;
+            report["stage1_reconstruction"] =
+                serde_json::to_value(mxq::reconstruction::reconstruct(&vae, &tokenizer, &real, &device))?;
             report
         }
     };

@@ -43,7 +43,10 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     ok(&["data", "caption-mnist", "--split", "test", "--count", "64", "--out", &p("test")]);
     let report: serde_json::Value = serde_json::from_str(&ok(&["eval", "--pairs", &p("test"), "--json"])).unwrap();
     let test_distance = report["frechet_distance"].as_f64().unwrap();
-    assert!(test_distance < 1e-3 && train_distance > 100.0 * test_distance.max(1e-3), "{test_distance} {train_distance}");
+    assert!(
+        test_distance < 1e-3 && train_distance > 100.0 * test_distance.max(1e-3),
+        "{test_distance} {train_distance}"
+    );
 
     let train = ["--data", &p("train"), "--run", &p("run"), "--batch-size", "16", "--epochs", "2"];
     let stage1 = |extra: &[&'static str]| -> Vec<String> {

@@ -42,6 +42,10 @@ pub struct TrainOptions {
     pub max_steps: Option<usize>,
     /// Write a checkpoint every this many steps (and at each epoch end).
     pub checkpoint_every: usize,
+    /// Append the mean metrics of every this many steps to `steps.jsonl` (loss curves, and
+    /// progress where no terminal shows the bar).
+    #[serde(default = "fifty")]
+    pub log_every: usize,
     /// Stage 1: seed the codebook with encoder outputs at the first step.
     pub codebook_from_data: bool,
     /// Stage 1: every this many steps, codes unused since the last check are restarted
@@ -64,11 +68,16 @@ impl Default for TrainOptions {
             seed: 0,
             max_steps: None,
             checkpoint_every: 500,
+            log_every: 50,
             codebook_from_data: true,
             restart_dead_every: 100,
             codebook_decay: 0.99,
         }
     }
+}
+
+fn fifty() -> usize {
+    50
 }
 
 /// Pairs ready for batching: RGB bytes and token ids, back to back.
@@ -129,7 +138,8 @@ pub struct StepReport {
     pub loss: f64,
 }
 
-/// One line of `metrics.jsonl`: means over the epoch's steps, plus codebook usage.
+/// One line of `metrics.jsonl` (means over the epoch's steps, plus codebook usage) or of
+/// `steps.jsonl` (means over the last `log_every` steps).
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochMetrics {
     pub stage: String,
@@ -248,6 +258,9 @@ fn fit<M: Module, S: Stage<M>>(
     let per_epoch = n / opts.batch_size;
     let total = opts.max_steps.unwrap_or(usize::MAX).min(per_epoch * opts.epochs);
     let metrics_path = ckpt.dir.join("metrics.jsonl");
+    let steps_path = ckpt.dir.join("steps.jsonl");
+    let (mut window, mut window_count, mut window_start): (std::collections::BTreeMap<String, f64>, usize, Instant) =
+        (Default::default(), 0, Instant::now());
     while state.epoch < opts.epochs && state.step < total {
         let mut order: Vec<usize> = (0..n).collect();
         Rng::new(opts.seed, 1_000_000 + state.epoch as u64).shuffle(&mut order);
@@ -263,10 +276,28 @@ fn fit<M: Module, S: Stage<M>>(
             model = m;
             for (k, v) in &metrics {
                 *sums.entry(k.to_string()).or_default() += v;
+                *window.entry(k.to_string()).or_default() += v;
             }
             count += 1;
+            window_count += 1;
             state.step += 1;
             state.batch_in_epoch = b + 1;
+            if state.step.is_multiple_of(opts.log_every.max(1)) {
+                let seconds = window_start.elapsed().as_secs_f64();
+                let line = EpochMetrics {
+                    stage: S::NAME.into(),
+                    epoch: state.epoch,
+                    step: state.step,
+                    seconds,
+                    items_per_second: (window_count * opts.batch_size) as f64 / seconds.max(1e-9),
+                    metrics: std::mem::take(&mut window)
+                        .into_iter()
+                        .map(|(k, v)| (k, v / window_count as f64))
+                        .collect(),
+                };
+                append_line(&steps_path, &serde_json::to_string(&line).expect("metrics serialize"))?;
+                (window_count, window_start) = (0, Instant::now());
+            }
             on_step(&StepReport { epoch: state.epoch, step: state.step, total_steps: total, loss: metrics[0].1 });
             if state.step.is_multiple_of(opts.checkpoint_every.max(1)) {
                 ckpt.save(&model, &optim, &state)?;

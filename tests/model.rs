@@ -134,6 +134,7 @@ fn tiny_options(steps: usize) -> TrainOptions {
         warmup_steps: 1,
         max_steps: Some(steps),
         checkpoint_every: 1000,
+        log_every: 5,
         ..TrainOptions::default()
     }
 }
@@ -182,6 +183,14 @@ fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
     assert_eq!(resumed, (21..=26).collect::<Vec<_>>());
     let metrics = std::fs::read_to_string(dir.path().join("s1/metrics.jsonl")).unwrap();
     assert!(metrics.lines().all(|l| l.contains("\"perplexity\"") && l.contains("\"live_codes\"")));
+    // a line every 5 steps, across the resume: steps 5, 10, …, 25, each with its losses
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("s1/steps.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(steps.iter().map(|v| v["step"].as_u64().unwrap()).collect::<Vec<_>>(), vec![5, 10, 15, 20, 25]);
+    assert!(steps.iter().all(|v| v["metrics"]["image_mse"].as_f64().unwrap() > 0.0));
 
     let (vae, _) = train::load_stage1(&dir.path().join("s1"), &mxq::cpu()).unwrap();
     let codes = train::encode_codes(&vae, &data, 8, &mxq::cpu());

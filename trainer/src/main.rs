@@ -152,6 +152,9 @@ struct CommonTrain {
     /// Steps between checkpoints (one is also written at each epoch end).
     #[arg(long, default_value_t = 500)]
     checkpoint_every: usize,
+    /// Steps between lines of `steps.jsonl` (mean losses and rate over those steps).
+    #[arg(long, default_value_t = 50)]
+    log_every: usize,
     /// Continue from the checkpoint in the run folder.
     #[arg(long)]
     resume: bool,
@@ -279,6 +282,7 @@ fn options(c: &CommonTrain) -> TrainOptions {
         seed: c.seed,
         max_steps: c.max_steps,
         checkpoint_every: c.checkpoint_every,
+        log_every: c.log_every,
         ..TrainOptions::default()
     }
 }

@@ -150,6 +150,39 @@ pub struct EpochMetrics {
     pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
+/// Sums of step metrics since `start`, turned into one mean line of `metrics.jsonl` or
+/// `steps.jsonl`.
+struct Window {
+    sums: std::collections::BTreeMap<String, f64>,
+    steps: usize,
+    start: Instant,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self { sums: Default::default(), steps: 0, start: Instant::now() }
+    }
+    fn add(&mut self, metrics: &[(&'static str, f64)]) {
+        for (k, v) in metrics {
+            *self.sums.entry(k.to_string()).or_default() += v;
+        }
+        self.steps += 1;
+    }
+    /// The means since the start, as a line; the window starts again.
+    fn take(&mut self, stage: &str, epoch: usize, step: usize, batch_size: usize) -> EpochMetrics {
+        let window = std::mem::replace(self, Self::new());
+        let seconds = window.start.elapsed().as_secs_f64();
+        EpochMetrics {
+            stage: stage.into(),
+            epoch,
+            step,
+            seconds,
+            items_per_second: (window.steps * batch_size) as f64 / seconds.max(1e-9),
+            metrics: window.sums.into_iter().map(|(k, v)| (k, v / window.steps.max(1) as f64)).collect(),
+        }
+    }
+}
+
 /// What a checkpoint records besides the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {
@@ -259,13 +292,11 @@ fn fit<M: Module, S: Stage<M>>(
     let total = opts.max_steps.unwrap_or(usize::MAX).min(per_epoch * opts.epochs);
     let metrics_path = ckpt.dir.join("metrics.jsonl");
     let steps_path = ckpt.dir.join("steps.jsonl");
-    let (mut window, mut window_count, mut window_start): (std::collections::BTreeMap<String, f64>, usize, Instant) =
-        (Default::default(), 0, Instant::now());
+    let mut window = Window::new();
     while state.epoch < opts.epochs && state.step < total {
         let mut order: Vec<usize> = (0..n).collect();
         Rng::new(opts.seed, 1_000_000 + state.epoch as u64).shuffle(&mut order);
-        let started = Instant::now();
-        let (mut sums, mut count): (std::collections::BTreeMap<String, f64>, usize) = Default::default();
+        let mut epoch = Window::new();
         for b in state.batch_in_epoch..per_epoch {
             if state.step >= total {
                 break;
@@ -274,49 +305,23 @@ fn fit<M: Module, S: Stage<M>>(
             let (m, metrics) =
                 stage.step(model, &mut optim, lr, &order[b * opts.batch_size..(b + 1) * opts.batch_size], state.step);
             model = m;
-            for (k, v) in &metrics {
-                *sums.entry(k.to_string()).or_default() += v;
-                *window.entry(k.to_string()).or_default() += v;
-            }
-            count += 1;
-            window_count += 1;
+            epoch.add(&metrics);
+            window.add(&metrics);
             state.step += 1;
             state.batch_in_epoch = b + 1;
             if state.step.is_multiple_of(opts.log_every.max(1)) {
-                let seconds = window_start.elapsed().as_secs_f64();
-                let line = EpochMetrics {
-                    stage: S::NAME.into(),
-                    epoch: state.epoch,
-                    step: state.step,
-                    seconds,
-                    items_per_second: (window_count * opts.batch_size) as f64 / seconds.max(1e-9),
-                    metrics: std::mem::take(&mut window)
-                        .into_iter()
-                        .map(|(k, v)| (k, v / window_count as f64))
-                        .collect(),
-                };
+                let line = window.take(S::NAME, state.epoch, state.step, opts.batch_size);
                 append_line(&steps_path, &serde_json::to_string(&line).expect("metrics serialize"))?;
-                (window_count, window_start) = (0, Instant::now());
             }
             on_step(&StepReport { epoch: state.epoch, step: state.step, total_steps: total, loss: metrics[0].1 });
             if state.step.is_multiple_of(opts.checkpoint_every.max(1)) {
                 ckpt.save(&model, &optim, &state)?;
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
-        let mut metrics: std::collections::BTreeMap<String, f64> =
-            sums.into_iter().map(|(k, v)| (k, v / count.max(1) as f64)).collect();
-        metrics.extend(stage.epoch_end().into_iter().map(|(k, v)| (k.to_string(), v)));
-        let epoch_done = state.batch_in_epoch >= per_epoch;
-        let line = EpochMetrics {
-            stage: S::NAME.into(),
-            epoch: state.epoch,
-            step: state.step,
-            seconds,
-            items_per_second: (count * opts.batch_size) as f64 / seconds.max(1e-9),
-            metrics,
-        };
-        if epoch_done {
+        let count = epoch.steps;
+        let mut line = epoch.take(S::NAME, state.epoch, state.step, opts.batch_size);
+        line.metrics.extend(stage.epoch_end().into_iter().map(|(k, v)| (k.to_string(), v)));
+        if state.batch_in_epoch >= per_epoch {
             state.epoch += 1;
             state.batch_in_epoch = 0;
         }
@@ -363,6 +368,12 @@ impl Stage<MxqVae> for Stage1<'_> {
         step: usize,
     ) -> (MxqVae, Vec<(&'static str, f64)>) {
         let c = &self.config.stage1;
+        let q = &mut model.decoder.quantizer;
+        if self.opts.codebook_decay > 0.0 && q.codebook.val().is_require_grad() {
+            // the EMA update alone moves the codes: the optimizer must leave them alone
+            // (checked each step, so a run resumed from a checkpoint keeps it too)
+            q.codebook = q.codebook.clone().set_require_grad(false);
+        }
         let mut rng = Rng::new(self.opts.seed, step as u64);
         let masked = self.data.batch(batch, Some((c, &mut rng)), &self.device);
         let targets = self.data.batch(batch, None, &self.device);
@@ -398,7 +409,7 @@ impl Stage<MxqVae> for Stage1<'_> {
         if every > 0 && (step + 1).is_multiple_of(every) {
             let dead: Vec<usize> = (0..c.codebook_size).filter(|&k| self.recent[k] == 0).collect();
             if !dead.is_empty() {
-                // replacements: this batch's encoder outputs (pre-quantization), at random
+                // replacements: this batch's encoder outputs far from every live code
                 let z = model.encoder.forward(targets.0, targets.1).detach();
                 let live: Vec<f32> = {
                     let all = model
@@ -489,12 +500,7 @@ pub fn train_stage1(
     let ckpt = Checkpoint::new(dir);
     let (state, resume) = start_state(&ckpt, "stage1", config, tokenizer, options)?;
     device.seed(state.options.seed);
-    let mut model = MxqVae::new(&state.config.stage1, device);
-    if state.options.codebook_decay > 0.0 {
-        // the EMA update alone moves the codes (the optimizer must leave them alone)
-        let q = &mut model.decoder.quantizer;
-        q.codebook = q.codebook.clone().set_require_grad(false);
-    }
+    let model = MxqVae::new(&state.config.stage1, device);
     let k = state.config.stage1.codebook_size;
     let cfg = state.config.clone();
     let opts = state.options.clone();

@@ -458,20 +458,21 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
+    use mxq::data::Pair;
     let bytes = std::fs::read(&a.judge).with_context(|| format!("judge file {}", a.judge.display()))?;
     let judge = mxq::judge::Judge::from_bytes(bytes, &cpu()).with_context(|| format!("{}", a.judge.display()))?;
-    let score = |pairs: &[(Vec<u8>, String)]| {
-        judge.score(&pairs.iter().map(|(i, c)| (i.as_slice(), c.as_str())).collect::<Vec<_>>())
+    let score = |pairs: &[Pair]| {
+        judge.score(&pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect::<Vec<_>>())
     };
-    // the reference: as many real test pairs (the spec's test split) as pairs judged
-    let real_test = |n: usize| -> Result<Vec<(Vec<u8>, String)>> {
-        let real = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
-        Ok((0..n as u64).map(|i| real.pair(i)).map(|p| (p.image, p.caption)).collect())
+    // the reference: real pairs of the spec's test split, as many as the pairs judged
+    let test = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
+    let real_test = |range: std::ops::Range<usize>| -> Vec<Pair> {
+        range.map(|i| test.pair(i as u64)).map(|p| Pair { image: p.image, caption: p.caption }).collect()
     };
-    let report = match (&a.pairs, &a.bundle) {
+    let mut report = match (&a.pairs, &a.bundle) {
         (Some(dir), _) => {
-            let pairs: Vec<_> = read_pairs(dir)?.into_iter().map(|p| (p.image, p.caption)).collect();
-            let real = score(&real_test(pairs.len())?);
+            let pairs = read_pairs(dir)?;
+            let real = score(&real_test(0..pairs.len()));
             serde_json::to_value(score(&pairs).with_frechet(&real)?)?
         }
         (None, Some(path)) => {
@@ -479,13 +480,15 @@ fn eval(a: EvalArgs) -> Result<()> {
             let bytes = std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
             let bundle = bundle::load(&bytes, &device).with_context(|| format!("loading {}", path.display()))?;
             let opts = SampleOptions { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed };
-            let generated: Vec<_> =
-                bundle.generate(a.count, 16, opts, &device).into_iter().map(|p| (p.image, p.caption)).collect();
-            let real = score(&real_test(a.count)?);
+            let generated: Vec<_> = bundle
+                .generate(a.count, 16, opts, &device)
+                .into_iter()
+                .map(|p| Pair { image: p.image, caption: p.caption })
+                .collect();
+            let real = score(&real_test(0..a.count));
             let generated = score(&generated).with_frechet(&real)?;
             // the ceiling's distance: the test pairs after those, against the same reference
-            let others: Vec<_> = real_test(2 * a.count)?.split_off(a.count);
-            let real_frechet = score(&others).with_frechet(&real)?.frechet_distance;
+            let real_frechet = score(&real_test(a.count..2 * a.count)).with_frechet(&real)?.frechet_distance;
             serde_json::json!({
                 "generated": generated,
                 "real_test": Scores { frechet_distance: real_frechet, ..real },
@@ -493,23 +496,13 @@ fn eval(a: EvalArgs) -> Result<()> {
         }
         (None, None) => bail!("give --pairs DIR or --bundle FILE"),
     };
-    let report = match &a.run {
-        None => report,
-        Some(run) => {
-            let device = cpu();
-            let (vae, state) = train::load_stage1(&run.join("stage1"), &device)?;
-            let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
-            let real = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
-            let real: Vec<_> = (0..a.count as u64)
-                .map(|i| real.pair(i))
-                .map(|p| mxq::data::Pair { image: p.image, caption: p.caption })
-                .collect();
-            let mut report = report;
-            report["stage1_reconstruction"] =
-                serde_json::to_value(mxq::reconstruction::reconstruct(&vae, &tokenizer, &real, &device))?;
-            report
-        }
-    };
+    if let Some(run) = &a.run {
+        let device = cpu();
+        let (vae, state) = train::load_stage1(&run.join("stage1"), &device)?;
+        let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
+        let recon = mxq::reconstruction::reconstruct(&vae, &tokenizer, &real_test(0..a.count), &device);
+        report["stage1_reconstruction"] = serde_json::to_value(recon)?;
+    }
     if a.json {
         println!("{report}");
     } else {

@@ -23,9 +23,15 @@ pub struct CrossMaps {
 }
 
 /// Sets a linear layer's weights to `weight` (`[d_input, d_output]`, row-major) and its bias to 0.
-fn set_linear(mut linear: Linear, weight: Vec<f32>, device: &Device) -> Linear {
+fn set_linear(linear: Linear, weight: Vec<f32>, device: &Device) -> Linear {
     let [d_in, d_out] = linear.weight.dims();
-    linear.weight = Param::from_tensor(Tensor::from_data(TensorData::new(weight, [d_in, d_out]), device));
+    set_weight(linear, Tensor::from_data(TensorData::new(weight, [d_in, d_out]), device), device)
+}
+
+/// Sets a linear layer's weights to `weight` (`[d_input, d_output]`) and its bias to 0.
+fn set_weight(mut linear: Linear, weight: Tensor<2>, device: &Device) -> Linear {
+    let d_out = linear.weight.dims()[1];
+    linear.weight = Param::from_tensor(weight.detach()); // a leaf, also on an autodiff device
     linear.bias = linear.bias.map(|_| Param::from_tensor(Tensor::zeros([d_out], device)));
     linear
 }
@@ -38,26 +44,31 @@ impl CrossMaps {
         (0..image_n).for_each(|i| image[i * image_n + i] = 1.0);
         // text latent j ← relu(code) − relu(−code) of text code j, through hidden units j and
         // text_n + j; the other hidden units keep their random init and start unread.
+        // The kept random weights stay on the device (mask and set, no read-back: WebGPU in a
+        // browser cannot read synchronously, and the bundle builds this module there).
         let text_in = LinearConfig::new(n, hidden).init(device);
-        let mut w_in = text_in.weight.val().into_data().try_into_vec_as::<f32>().expect("f32 weights");
+        let mut keep = vec![1f32; n * hidden];
+        let mut w_in = vec![0f32; n * hidden];
         let mut w_out = vec![0f32; hidden * text_n];
         for j in 0..text_n {
             let code = image_n + j;
             for h in 0..hidden {
-                w_in[code * hidden + h] = 0.0;
+                keep[code * hidden + h] = 0.0;
             }
             for row in 0..n {
-                w_in[row * hidden + j] = 0.0;
-                w_in[row * hidden + text_n + j] = 0.0;
+                keep[row * hidden + j] = 0.0;
+                keep[row * hidden + text_n + j] = 0.0;
             }
             w_in[code * hidden + j] = 1.0;
             w_in[code * hidden + text_n + j] = -1.0;
             w_out[j * text_n + j] = 1.0;
             w_out[(text_n + j) * text_n + j] = -1.0;
         }
+        let grid = |values: Vec<f32>| Tensor::<2>::from_data(TensorData::new(values, [n, hidden]), device);
+        let w_in = text_in.weight.val() * grid(keep) + grid(w_in);
         Self {
             image: set_linear(LinearConfig::new(n, image_n).init(device), image, device),
-            text_in: set_linear(text_in, w_in, device),
+            text_in: set_weight(text_in, w_in, device),
             text_out: set_linear(LinearConfig::new(hidden, text_n).init(device), w_out, device),
         }
     }

@@ -51,16 +51,23 @@ impl Bundle {
         self.pairs_from(codes, &images, &tokens)
     }
 
-    /// Generates `count` pairs in batches of at most `batch`; batch `i` uses seed `seed + i`.
+    /// Generates `count` pairs in batches of at most `batch` (see [`batches`]).
     pub fn generate(&self, count: usize, batch: usize, opts: SampleOptions, device: &Device) -> Vec<GeneratedPair> {
         let positions = self.config.stage1.positions();
         let mut out = Vec::with_capacity(count);
-        for (i, start) in (0..count).step_by(batch.max(1)).enumerate() {
-            let n = batch.max(1).min(count - start);
-            let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
+        for (n, opts) in batches(count, batch, opts) {
             let codes = sample_codes(&self.generator.prior, n, positions, opts, device);
             out.extend(self.decode_codes(codes, device));
         }
         out
     }
+}
+
+/// How `count` pairs are drawn: batches of at most `batch`, batch `i` from seed `seed + i`.
+/// Native and browser both follow this plan, so a seed names the same pairs everywhere.
+pub fn batches(count: usize, batch: usize, opts: SampleOptions) -> impl Iterator<Item = (usize, SampleOptions)> {
+    let batch = batch.max(1);
+    (0..count).step_by(batch).enumerate().map(move |(i, start)| {
+        (batch.min(count - start), SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts })
+    })
 }

@@ -114,6 +114,11 @@ impl Sampling {
         }
     }
 
+    /// The codes drawn so far, one row per sequence.
+    pub fn codes(&self) -> &[Vec<u32>] {
+        &self.codes
+    }
+
     pub fn into_codes(self) -> Vec<Vec<u32>> {
         self.codes
     }

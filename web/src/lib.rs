@@ -1,6 +1,209 @@
-//! The browser demo of mxq (WebGPU first, CPU fallback) lands with the browser issue.
-//! It will hold no model code: it loads the bundle that `mxq export` writes with
-//! `mxq::bundle::load` and drives `mxq::sampler::Sampling` and the core crate's decoders,
-//! reading each step's logits back asynchronously.
+//! The browser side of mxq: one wasm-bindgen class, [`Demo`], that the page's Web Worker
+//! (`web/worker.js`) drives. It holds no model code: the bundle loads with
+//! [`mxq::bundle::load`], codes are drawn with [`mxq::sampler::Sampling`] in the same
+//! batches and seeds as `mxq generate` ([`mxq::generate::batches`]), and the bundle's
+//! decoders turn them into pairs. Every read-back is awaited, because WebGPU in a browser
+//! has no synchronous read (burn#4487); on the CPU the await resolves at once.
 
-pub use mxq::bundle;
+use burn::prelude::*;
+use mxq::bundle::Bundle;
+use mxq::generate::batches;
+use mxq::sampler::{SampleOptions, Sampling};
+use wasm_bindgen::prelude::*;
+
+/// A loaded bundle on the device it runs on.
+#[wasm_bindgen]
+pub struct Demo {
+    bundle: Bundle,
+    device: Device,
+    backend: String,
+}
+
+#[wasm_bindgen]
+impl Demo {
+    /// Loads bundle bytes on WebGPU when the browser offers an adapter and `force_cpu` is
+    /// false, otherwise on the CPU. A truncated, corrupted or wrong-version bundle is an
+    /// error whose message names the fault (shown on the page).
+    pub async fn load(bytes: Vec<u8>, force_cpu: bool) -> Result<Demo, JsError> {
+        std::panic::set_hook(Box::new(|info| {
+            console_error_panic_hook::hook(info);
+            report_panic(&info.to_string());
+        }));
+        let (device, backend) = pick_device(force_cpu).await;
+        let bundle = mxq::bundle::load(&bytes, &device).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(Demo { bundle, device, backend })
+    }
+
+    /// The backend in use: `WebGPU (adapter)` or `CPU (why WebGPU was not used)`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// Codes per pair: the image's grid (8×8) first, then the text's positions (8).
+    #[wasm_bindgen(getter)]
+    pub fn image_codes(&self) -> usize {
+        self.bundle.config.stage1.image_positions()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn text_codes(&self) -> usize {
+        self.bundle.config.stage1.text_positions
+    }
+
+    /// Generates `count` pairs in batches of at most `batch` (batch `i` from seed `seed + i`,
+    /// as natively). After each prior step, `on_step(first, codes)` gets the index of the
+    /// batch's first pair and its codes so far (`Uint32Array`, one row of `step` codes per
+    /// pair); after each batch, `on_pairs(first, pairs)` gets an array of
+    /// `{ image: Uint8ClampedArray (64×64 RGBA), caption, codes: Uint32Array }`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn generate(
+        &self,
+        count: usize,
+        batch: usize,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        seed: u32,
+        on_step: js_sys::Function,
+        on_pairs: js_sys::Function,
+    ) -> Result<(), JsError> {
+        let opts = SampleOptions { temperature, top_k, top_p, seed: seed as u64 };
+        let (prior, positions) = (&self.bundle.generator.prior, self.bundle.config.stage1.positions());
+        let mut first = 0;
+        for (n, opts) in batches(count, batch, opts) {
+            let mut sampling = Sampling::new(prior, n, positions, opts);
+            while !sampling.done() {
+                let logits = read_f32(sampling.logits(prior, &self.device)).await?;
+                sampling.push(&logits);
+                let so_far: Vec<u32> = sampling.codes().iter().flatten().copied().collect();
+                call(&on_step, first, &js_sys::Uint32Array::from(&so_far[..]).into())?;
+            }
+            let codes = sampling.into_codes();
+            let (images, tokens) = self.bundle.decode_tensors(&codes, &self.device);
+            let images = read_f32(images).await?;
+            let tokens = read_ints(tokens).await?;
+            let pairs = js_sys::Array::new();
+            for pair in self.bundle.pairs_from(codes, &images, &tokens) {
+                let object = js_sys::Object::new();
+                let set = |k: &str, v: JsValue| js_sys::Reflect::set(&object, &k.into(), &v);
+                set("image", js_sys::Uint8ClampedArray::from(&rgba(&pair.image)[..]).into()).map_err(js_error)?;
+                set("caption", pair.caption.into()).map_err(js_error)?;
+                set("codes", js_sys::Uint32Array::from(&pair.codes[..]).into()).map_err(js_error)?;
+                pairs.push(&object);
+            }
+            call(&on_pairs, first, &pairs.into())?;
+            first += n;
+        }
+        Ok(())
+    }
+}
+
+/// A panic aborts the wasm instance and the worker sees only "unreachable": post the panic's
+/// own message to the page first, as the worker's error messages are posted.
+fn report_panic(message: &str) {
+    let global = js_sys::global();
+    let message_object = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&message_object, &"type".into(), &"error".into());
+    let _ = js_sys::Reflect::set(&message_object, &"message".into(), &format!("internal error: {message}").into());
+    if let Ok(post) =
+        js_sys::Reflect::get(&global, &"postMessage".into()).and_then(|f| f.dyn_into::<js_sys::Function>())
+    {
+        let _ = post.call1(&global, &message_object);
+    }
+}
+
+/// RGB bytes → RGBA bytes (opaque), the layout of a canvas `ImageData`.
+pub fn rgba(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+}
+
+fn read_error(e: impl std::fmt::Debug) -> JsError {
+    JsError::new(&format!("reading a result back failed: {e:?}"))
+}
+
+async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, JsError> {
+    tensor.into_data_async().await.map_err(read_error)?.try_into_vec_as::<f32>().map_err(data_error)
+}
+
+async fn read_ints<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>, JsError> {
+    tensor.into_data_async().await.map_err(read_error)?.try_into_vec_as::<i64>().map_err(data_error)
+}
+
+fn data_error(e: burn::tensor::DataError) -> JsError {
+    JsError::new(&format!("unexpected result type: {e:?}"))
+}
+
+fn js_error(e: JsValue) -> JsError {
+    JsError::new(&format!("{e:?}"))
+}
+
+fn call(f: &js_sys::Function, first: usize, value: &JsValue) -> Result<(), JsError> {
+    f.call2(&JsValue::NULL, &JsValue::from(first as u32), value).map(|_| ()).map_err(js_error)
+}
+
+/// WebGPU when asked for and available, else the CPU, with the reason in the label.
+async fn pick_device(force_cpu: bool) -> (Device, String) {
+    if force_cpu {
+        return (mxq::cpu(), "CPU (switched to the CPU on the page)".into());
+    }
+    match webgpu().await {
+        Ok(picked) => picked,
+        Err(why) => (mxq::cpu(), format!("CPU (WebGPU not used: {why})")),
+    }
+}
+
+#[cfg(target_family = "wasm")]
+async fn webgpu() -> Result<(Device, String), String> {
+    use burn::tensor::wgpu::WgpuBackend;
+    thread_local! {
+        // the runtime initialises once per page: later loads (after a CPU switch) reuse it
+        static WEBGPU: std::cell::RefCell<Option<(Device, String)>> = const { std::cell::RefCell::new(None) };
+    }
+    if let Some(picked) = WEBGPU.with(|w| w.borrow().clone()) {
+        return Ok(picked);
+    }
+    let get = |object: &JsValue, key: &str| js_sys::Reflect::get(object, &key.into()).unwrap_or(JsValue::UNDEFINED);
+    let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err("this browser has no navigator.gpu".into());
+    }
+    // The adapter's name for the label, from the browser (wgpu maps only its description,
+    // which SwiftShader leaves empty); also a clear reason when there is no adapter.
+    let request = get(&gpu, "requestAdapter").dyn_into::<js_sys::Function>().map_err(|_| "no requestAdapter")?;
+    let promise = request.call0(&gpu).map_err(|e| format!("requestAdapter failed: {e:?}"))?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
+        .await
+        .map_err(|e| format!("requestAdapter failed: {e:?}"))?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Err("the browser offers no WebGPU adapter".into());
+    }
+    let info = get(&adapter, "info");
+    let name = ["vendor", "architecture", "device", "description"]
+        .iter()
+        .filter_map(|k| get(&info, k).as_string())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (device, _setup) = Device::wgpu_options()
+        .graphics_api(WgpuBackend::WebGpu)
+        .init_with_setup_async()
+        .await
+        .map_err(|e| format!("no WebGPU device ({e})"))?;
+    let picked = (device, format!("WebGPU ({})", if name.is_empty() { "unnamed adapter" } else { &name }));
+    WEBGPU.with(|w| *w.borrow_mut() = Some(picked.clone()));
+    Ok(picked)
+}
+
+#[cfg(not(target_family = "wasm"))]
+async fn webgpu() -> Result<(Device, String), String> {
+    Err("WebGPU is only used in the browser".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rgba_adds_an_opaque_alpha() {
+        assert_eq!(super::rgba(&[1, 2, 3, 4, 5, 6]), vec![1, 2, 3, 255, 4, 5, 6, 255]);
+    }
+}

@@ -1,0 +1,86 @@
+//! Benchmark of the page (figures, not a test): payload sizes, bundle → first pair, and
+//! pairs/s for batches of 1 and 16 on the page's CPU path and on WebGPU (SwiftShader in a
+//! headless Chromium here), beside the native CPU for the same batches. Prints JSON lines.
+//!
+//! `trunk build --release` first (scripts/bench-page does both).
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use harness::{browser, eval, open, serve, wait_for};
+use mxq::sampler::SampleOptions;
+use serde_json::json;
+
+fn gzip_len(bytes: &[u8]) -> usize {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap().len()
+}
+
+const RUNS: &[(usize, usize)] = &[(1, 8), (16, 16)]; // (batch, pairs)
+
+fn main() {
+    let dist = harness::dist();
+    let mut total = (0, 0);
+    for file in [
+        "mxq-web_bg.wasm",
+        "mxq-web.js",
+        "worker.js",
+        "page.js",
+        "index.html",
+        "style.css",
+        "assets/demo.mxq.safetensors",
+    ] {
+        let bytes = std::fs::read(dist.join(file)).unwrap();
+        let (raw, gz) = (bytes.len(), gzip_len(&bytes));
+        total = (total.0 + raw, total.1 + gz);
+        println!("{}", json!({ "payload": file, "bytes": raw, "gzip_bytes": gz }));
+    }
+    println!("{}", json!({ "payload": "total", "bytes": total.0, "gzip_bytes": total.1 }));
+
+    // native, same bundle, same batches (flex CPU backend with rayon on this machine's cores)
+    let device = mxq::cpu();
+    let bundle =
+        mxq::bundle::load(&std::fs::read(harness::root().join("assets/demo.mxq.safetensors")).unwrap(), &device)
+            .unwrap();
+    let opts = SampleOptions { temperature: 0.7, top_k: 0, top_p: 1.0, seed: 1 };
+    bundle.generate(2, 2, opts, &device); // warm-up
+    for &(batch, count) in RUNS {
+        let start = Instant::now();
+        bundle.generate(count, batch, opts, &device);
+        let s = start.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            json!({ "backend": "native CPU", "batch": batch, "pairs": count, "seconds": s, "pairs_per_s": count as f64 / s })
+        );
+    }
+
+    let base = serve(vec![]);
+    for (name, webgpu) in [("cpu", false), ("webgpu", true)] {
+        let browser = browser(webgpu);
+        // load + the first pair (batch 1) straight after the bundle arrives
+        let tab = open(&browser, &format!("{base}/index.html?backend={name}&count=1&batch=1&seed=1&autorun=1"));
+        wait_for(&tab, "document.body.dataset.state", &["done"], Duration::from_secs(300));
+        let label = eval(&tab, "document.getElementById('backend').textContent");
+        let since = eval(&tab, "Number(document.body.dataset.sinceBundleMs)");
+        println!("{}", json!({ "backend": label, "bundle_to_first_pair_ms": since }));
+        for &(batch, count) in RUNS {
+            eval(
+                &tab,
+                &format!(
+                    "(() => {{ const f = document.getElementById('controls'); f.elements.count.value = {count}; f.elements.batch.value = {batch}; document.getElementById('generate').click(); return 1; }})()"
+                ),
+            );
+            wait_for(&tab, "document.body.dataset.state", &["generating"], Duration::from_secs(10));
+            wait_for(&tab, "document.body.dataset.state", &["done"], Duration::from_secs(600));
+            let ms = eval(&tab, "Number(document.body.dataset.ms)").as_f64().unwrap();
+            println!(
+                "{}",
+                json!({ "backend": label, "batch": batch, "pairs": count, "seconds": ms / 1e3, "pairs_per_s": count as f64 / (ms / 1e3) })
+            );
+        }
+    }
+}

@@ -1,0 +1,85 @@
+// The Web Worker that runs the model, so the page stays responsive even on the CPU path.
+// It downloads the bundle (reporting progress), hands the bytes to the wasm class `Demo`
+// (web/src/lib.rs: all model work is the core crate's) and relays its results as messages.
+import init, { Demo } from './mxq-web.js';
+
+const wasmReady = init();
+let demo = null;
+let bundleArrived = 0; // performance.now() when the bundle's last byte came in
+
+async function download(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`the bundle ${url} could not be downloaded (${e.message})`);
+  }
+  if (!response.ok) {
+    throw new Error(`the bundle ${url} could not be downloaded: HTTP ${response.status} ${response.statusText}`.trim());
+  }
+  // Content-Length counts compressed bytes when the server compresses: check it only otherwise.
+  const compressed = response.headers.get('content-encoding');
+  const total = Number(response.headers.get('content-length')) || 0;
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    postMessage({ type: 'progress', loaded, total: compressed ? 0 : total });
+  }
+  if (!compressed && total && loaded !== total) {
+    throw new Error(`the bundle download stopped after ${loaded} of ${total} bytes`);
+  }
+  const bytes = new Uint8Array(loaded);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+async function load({ url, forceCpu }) {
+  await wasmReady;
+  const bytes = await download(url);
+  bundleArrived = performance.now();
+  demo = await Demo.load(bytes, forceCpu);
+  postMessage({
+    type: 'ready',
+    backend: demo.backend,
+    imageCodes: demo.image_codes,
+    textCodes: demo.text_codes,
+    bytes: bytes.length,
+    loadMs: performance.now() - bundleArrived,
+  });
+}
+
+async function generate({ count, batch, temperature, topK, topP, seed }) {
+  const start = performance.now();
+  let firstPairMs = null;
+  await demo.generate(
+    count, batch, temperature, topK, topP, seed,
+    (first, codes) => postMessage({ type: 'step', first, codes }),
+    (first, pairs) => {
+      if (firstPairMs === null) firstPairMs = performance.now() - start;
+      postMessage({ type: 'pairs', first, pairs });
+    },
+  );
+  const ms = performance.now() - start;
+  // the first generation after the bundle arrived also reports "bundle → first pair"
+  const sinceBundle = bundleArrived ? start - bundleArrived + firstPairMs : null;
+  bundleArrived = 0;
+  postMessage({ type: 'done', count, ms, firstPairMs, sinceBundleMs: sinceBundle });
+}
+
+onmessage = async ({ data }) => {
+  try {
+    if (data.type === 'load') await load(data);
+    else if (data.type === 'generate') await generate(data);
+  } catch (e) {
+    postMessage({ type: 'error', message: String(e && e.message ? e.message : e) });
+  }
+};

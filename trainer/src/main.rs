@@ -1,6 +1,8 @@
 //! `mxq`: the command line for data, training, export and generation.
 //! It only parses arguments, shows progress and calls the core crate.
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -38,6 +40,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Judge a folder of Caption MNIST pairs (any system's, in the pairs layout).
     Eval(EvalArgs),
+    /// Speed figures as JSON lines: training and sampling throughput, peak memory.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -256,6 +260,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => export(a),
         Command::Generate(a) => generate(a),
         Command::Eval(a) => eval(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }
 

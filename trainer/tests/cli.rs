@@ -123,3 +123,16 @@ fn bad_inputs_are_clear_errors() {
     let out = mxq(&["train", "prior", "--data", &p("d"), "--run", &p("nothing")]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nothing"));
 }
+
+#[test]
+fn bench_prints_one_json_figure_per_measure() {
+    let out = ok(&["bench", "--presets", "tiny", "--steps", "1", "--runs", "1"]);
+    let figures: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let names: Vec<&str> = figures.iter().map(|f| f["figure"].as_str().unwrap()).collect();
+    assert_eq!(names, ["stage1_train", "prior_train", "sample1_f32", "sample16_f32", "sample1_int8", "sample16_int8"]);
+    for f in &figures {
+        assert!(f["value"].as_f64().unwrap() > 0.0 && f["peak_rss_mb"].as_f64().unwrap() > 1.0, "{f}");
+    }
+    let bad = mxq(&["bench", "--presets", "huge"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("huge"));
+}

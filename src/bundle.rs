@@ -41,10 +41,7 @@ impl Generator {
     /// A freshly initialised generator of this config's shape.
     pub fn new(config: &MxqConfig, device: &Device) -> Self {
         let s = &config.stage1;
-        Self {
-            decoder: MxqDecoder::new(s, device),
-            prior: Prior::new(&config.prior, s.codebook_size, s.positions(), device),
-        }
+        Self { decoder: MxqDecoder::new(s, device), prior: Prior::new(&config.prior, s.codes(), s.positions(), device) }
     }
 }
 

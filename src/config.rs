@@ -55,6 +55,12 @@ pub struct Stage1Config {
     /// Whether the joint Transformer encoder runs (off: an ablation of issue 4).
     #[serde(default = "yes")]
     pub joint: bool,
+    /// The separate-quantizers baseline (issue 4), the DALL·E-style way to model pairs:
+    /// image and text each get their own `codebook_size` codes (image codes first, text
+    /// codes after them, so the prior's vocabulary doubles) and each decoder reads only its
+    /// own modality's codes (no cross maps). Needs `joint: false`.
+    #[serde(default)]
+    pub separate_codebooks: bool,
 }
 
 fn yes() -> bool {
@@ -94,6 +100,22 @@ impl Stage1Config {
     pub fn positions(&self) -> usize {
         self.image_positions() + self.text_positions
     }
+    /// Rows of the codebook, which is also the prior's vocabulary: `codebook_size`, or
+    /// twice that with separate codebooks.
+    pub fn codes(&self) -> usize {
+        if self.separate_codebooks { 2 * self.codebook_size } else { self.codebook_size }
+    }
+    /// Which positions draw from which codebook rows: one group (all positions, all codes)
+    /// for the cross quantizer; image positions → first half and text positions → second
+    /// half with separate codebooks.
+    pub fn code_groups(&self) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        let (n, k) = (self.image_positions(), self.codebook_size);
+        if self.separate_codebooks {
+            vec![(0..n, 0..k), (n..self.positions(), k..2 * k)]
+        } else {
+            vec![(0..self.positions(), 0..k)]
+        }
+    }
 }
 
 impl MxqConfig {
@@ -125,6 +147,7 @@ impl MxqConfig {
                 text_mask_ratio: 0.3,
                 mask_patch: 8,
                 joint: true,
+                separate_codebooks: false,
             },
             prior: PriorConfig { layers: 8, heads: 8, d_model: 512, dropout: 0.1 },
         }
@@ -185,6 +208,31 @@ impl MxqConfig {
         }
     }
 
+    /// The paper's comparison (issue 4) as configs of the same code: `mxq` (unchanged),
+    /// `no-masking` (mask ratios 0), `no-joint` (no joint Transformer encoder) and
+    /// `separate` (an image VQ-VAE and a text VQ-VAE with their own codebooks, no joint
+    /// encoder, no cross maps, no masking: the DALL·E-style baseline).
+    pub fn variant(mut self, name: &str) -> Result<Self, Error> {
+        let s = &mut self.stage1;
+        match name {
+            "mxq" => {}
+            "no-masking" => (s.image_mask_ratio, s.text_mask_ratio) = (0.0, 0.0),
+            "no-joint" => s.joint = false,
+            "separate" => {
+                (s.image_mask_ratio, s.text_mask_ratio) = (0.0, 0.0);
+                s.joint = false;
+                s.separate_codebooks = true;
+            }
+            _ => {
+                return Err(Error::Config(format!("unknown variant '{name}' ({})", Self::VARIANTS.join(", "))));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The names [`MxqConfig::variant`] accepts, in the results table's order.
+    pub const VARIANTS: [&'static str; 4] = ["mxq", "no-masking", "no-joint", "separate"];
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("config serializes")
     }
@@ -220,6 +268,9 @@ impl MxqConfig {
         }
         if !(0.0..1.0).contains(&s.image_mask_ratio) || !(0.0..1.0).contains(&s.text_mask_ratio) {
             return bad("mask ratios must be in [0, 1)".into());
+        }
+        if s.separate_codebooks && s.joint {
+            return bad("separate codebooks code each modality on its own: set joint to false".into());
         }
         if s.mask_patch == 0 || !IMAGE_SIZE.is_multiple_of(s.mask_patch) {
             return bad(format!("mask patch {} must divide {IMAGE_SIZE}", s.mask_patch));

@@ -86,3 +86,16 @@ impl CrossMaps {
         (image, text)
     }
 }
+
+/// What the decoders read without cross maps (the separate-codebooks baseline): image
+/// latent i = image code i, text latent j = text code j.
+///
+/// # Shapes
+/// - codes: `[batch, 72, code_dim]` → image latents `[batch, code_dim, 8, 8]`, text latents `[batch, code_dim, 8]`
+pub fn split(codes: Tensor<3>, image_positions: usize) -> (Tensor<4>, Tensor<3>) {
+    let [batch, positions, dim] = codes.dims();
+    let t = codes.swap_dims(1, 2); // [B, D, 72]
+    let side = (image_positions as f64).sqrt() as usize;
+    let image = t.clone().narrow(2, 0, image_positions).reshape([batch, dim, side, side]);
+    (image, t.narrow(2, image_positions, positions - image_positions))
+}

@@ -16,6 +16,9 @@ pub struct CrossQuantizer {
     /// for the EMA codebook update. Kept with the codebook so a resumed run continues
     /// the same averages.
     pub usage: RunningState<Tensor<1>>,
+    /// Where the text positions and their codes start with separate codebooks (the
+    /// baseline): `(image positions, codebook_size)`; `None` for the shared codebook.
+    split: Option<(usize, usize)>,
 }
 
 /// What quantizing one batch gives.
@@ -38,26 +41,31 @@ impl CrossQuantizer {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
         // Uniform in ±1/K as in VQ-VAE; training re-seeds it from encoder outputs.
         let k = c.codebook_size as f64;
-        let init = Tensor::random(
-            [c.codebook_size, c.code_dim],
-            burn::tensor::Distribution::Uniform(-1.0 / k, 1.0 / k),
-            device,
-        );
-        Self { codebook: Param::from_tensor(init), usage: RunningState::new(Tensor::zeros([c.codebook_size], device)) }
+        let init =
+            Tensor::random([c.codes(), c.code_dim], burn::tensor::Distribution::Uniform(-1.0 / k, 1.0 / k), device);
+        Self {
+            codebook: Param::from_tensor(init),
+            usage: RunningState::new(Tensor::zeros([c.codes()], device)),
+            split: c.separate_codebooks.then(|| (c.image_positions(), c.codebook_size)),
+        }
     }
 
-    /// Index of the nearest code for each vector, by ‖z − e‖² = ‖z‖² + ‖e‖² − 2 z·e.
+    /// Index of the nearest code for each vector; with separate codebooks, image positions
+    /// look among the image codes and text positions among the text codes.
     ///
     /// # Shapes
     /// - z: `[batch, positions, code_dim]` → `[batch, positions]`
     pub fn nearest(&self, z: Tensor<3>) -> Tensor<2, Int> {
-        let [batch, positions, dim] = z.dims();
-        let flat = z.reshape([batch * positions, dim]); // [N, D]
         let codebook = self.codebook.val(); // [K, D]
-        let distance = flat.clone().powf_scalar(2.0).sum_dim(1) // [N, 1]
-            + codebook.clone().powf_scalar(2.0).sum_dim(1).reshape([1, -1]) // [1, K]
-            - flat.matmul(codebook.transpose()) * 2.0; // [N, K]
-        distance.argmin(1).reshape([batch, positions])
+        match self.split {
+            None => nearest_in(z, codebook),
+            Some((n, k)) => {
+                let [_, positions, _] = z.dims();
+                let image = nearest_in(z.clone().narrow(1, 0, n), codebook.clone().narrow(0, 0, k));
+                let text = nearest_in(z.narrow(1, n, positions - n), codebook.narrow(0, k, k)) + k as i64;
+                Tensor::cat(vec![image, text], 1)
+            }
+        }
     }
 
     /// Code vectors for indices: the decoders' only entry point (`codes → decode`).
@@ -106,7 +114,7 @@ impl CrossQuantizer {
             let mass = old.clone() * (count * decay + EPS).reshape([k, 1]) + sums * (1.0 - decay);
             (mass / (new_count + EPS).reshape([k, 1])).detach().set_require_grad(requires_grad)
         });
-        Self { codebook, usage: self.usage }
+        Self { codebook, usage: self.usage, split: self.split }
     }
 
     /// Overwrites the codes `ids` with `vectors` (`ids.len() × code_dim` values), keeping the
@@ -127,8 +135,19 @@ impl CrossQuantizer {
             }
             Tensor::from_data(TensorData::new(data, [k, d]), &device).set_require_grad(requires_grad)
         });
-        Self { codebook, usage: self.usage }
+        Self { codebook, usage: self.usage, split: self.split }
     }
+}
+
+/// Nearest row of `codebook` (`[K, D]`) for each vector of `z` (`[B, T, D]` → `[B, T]`), by
+/// ‖z − e‖² = ‖z‖² + ‖e‖² − 2 z·e.
+fn nearest_in(z: Tensor<3>, codebook: Tensor<2>) -> Tensor<2, Int> {
+    let [batch, positions, dim] = z.dims();
+    let flat = z.reshape([batch * positions, dim]); // [N, D]
+    let distance = flat.clone().powf_scalar(2.0).sum_dim(1) // [N, 1]
+        + codebook.clone().powf_scalar(2.0).sum_dim(1).reshape([1, -1]) // [1, K]
+        - flat.matmul(codebook.transpose()) * 2.0; // [N, K]
+    distance.argmin(1).reshape([batch, positions])
 }
 
 /// Codebook usage over a set of codes: perplexity exp(H) of the code histogram, and how

@@ -28,7 +28,10 @@ pub struct MxqEncoder {
 #[derive(Module, Debug)]
 pub struct MxqDecoder {
     pub quantizer: CrossQuantizer,
-    cross_maps: CrossMaps,
+    /// `None` with separate codebooks: each decoder then reads its own modality's codes.
+    cross_maps: Option<CrossMaps>,
+    /// Image codes per pair (64): where the text codes start.
+    image_positions: usize,
     image: ImageDecoder,
     text: TextDecoder,
 }
@@ -85,7 +88,8 @@ impl MxqDecoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
         Self {
             quantizer: CrossQuantizer::new(c, device),
-            cross_maps: CrossMaps::new(c, device),
+            cross_maps: (!c.separate_codebooks).then(|| CrossMaps::new(c, device)),
+            image_positions: c.image_positions(),
             image: ImageDecoder::new(c, device),
             text: TextDecoder::new(c, device),
         }
@@ -93,7 +97,10 @@ impl MxqDecoder {
 
     /// Decodes quantized vectors `[batch, 72, code_dim]`.
     pub fn decode_quantized(&self, quantized: Tensor<3>) -> DecodedPair {
-        let (image, text) = self.cross_maps.forward(quantized);
+        let (image, text) = match &self.cross_maps {
+            Some(maps) => maps.forward(quantized),
+            None => crate::cross_maps::split(quantized, self.image_positions),
+        };
         DecodedPair { image: self.image.forward(image), logits: self.text.forward(text) }
     }
 

@@ -290,6 +290,8 @@ fn fit<M: Module, S: Stage<M>>(
     }
     let per_epoch = n / opts.batch_size;
     let total = opts.max_steps.unwrap_or(usize::MAX).min(per_epoch * opts.epochs);
+    // the loss lines can come before the first checkpoint writes the folder
+    std::fs::create_dir_all(&ckpt.dir).map_err(|e| Error::io(&ckpt.dir, e))?;
     let metrics_path = ckpt.dir.join("metrics.jsonl");
     let steps_path = ckpt.dir.join("steps.jsonl");
     let mut window = Window::new();
@@ -379,10 +381,14 @@ impl Stage<MxqVae> for Stage1<'_> {
         let targets = self.data.batch(batch, None, &self.device);
         if step == 0 && self.opts.codebook_from_data {
             // Seed the codebook with encoder outputs, so every code starts where data lives.
+            // Each code group from its own positions (image codes from image features…).
             let z = model.encoder.forward(masked.0.clone(), masked.1.clone()).detach();
-            let vectors = far_rows(z, &[], c.codebook_size, &mut rng);
-            let ids: Vec<usize> = (0..c.codebook_size).collect();
-            model.decoder.quantizer = model.decoder.quantizer.replace_codes(&ids, &vectors);
+            for (positions, codes) in c.code_groups() {
+                let z = z.clone().narrow(1, positions.start, positions.len());
+                let vectors = far_rows(z, &[], codes.len(), &mut rng);
+                let ids: Vec<usize> = codes.collect();
+                model.decoder.quantizer = model.decoder.quantizer.replace_codes(&ids, &vectors);
+            }
         }
         let out = model.forward(masked, targets.clone(), c.commitment);
         let codes = out.quantized.codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes");
@@ -407,28 +413,26 @@ impl Stage<MxqVae> for Stage1<'_> {
         }
         let every = self.opts.restart_dead_every;
         if every > 0 && (step + 1).is_multiple_of(every) {
-            let dead: Vec<usize> = (0..c.codebook_size).filter(|&k| self.recent[k] == 0).collect();
-            if !dead.is_empty() {
-                // replacements: this batch's encoder outputs far from every live code
+            let dead_any = self.recent.contains(&0);
+            if dead_any {
+                // replacements: this batch's encoder outputs (at the group's positions) far
+                // from every live code of the group
                 let z = model.encoder.forward(targets.0, targets.1).detach();
-                let live: Vec<f32> = {
-                    let all = model
-                        .decoder
-                        .quantizer
-                        .codebook
-                        .val()
-                        .into_data()
-                        .try_into_vec_as::<f32>()
-                        .expect("f32 codebook");
-                    let d = c.code_dim;
-                    (0..c.codebook_size)
-                        .filter(|k| self.recent[*k] > 0)
-                        .flat_map(|k| all[k * d..(k + 1) * d].to_vec())
-                        .collect()
-                };
-                let vectors = far_rows(z, &live, dead.len(), &mut rng);
-                model.decoder.quantizer = model.decoder.quantizer.replace_codes(&dead, &vectors);
-                self.restarted += dead.len();
+                let all =
+                    model.decoder.quantizer.codebook.val().into_data().try_into_vec_as::<f32>().expect("f32 codebook");
+                let d = c.code_dim;
+                for (positions, codes) in c.code_groups() {
+                    let dead: Vec<usize> = codes.clone().filter(|&k| self.recent[k] == 0).collect();
+                    if dead.is_empty() {
+                        continue;
+                    }
+                    let live: Vec<f32> =
+                        codes.filter(|k| self.recent[*k] > 0).flat_map(|k| all[k * d..(k + 1) * d].to_vec()).collect();
+                    let z = z.clone().narrow(1, positions.start, positions.len());
+                    let vectors = far_rows(z, &live, dead.len(), &mut rng);
+                    model.decoder.quantizer = model.decoder.quantizer.replace_codes(&dead, &vectors);
+                    self.restarted += dead.len();
+                }
             }
             self.recent.iter_mut().for_each(|c| *c = 0);
         }
@@ -501,7 +505,7 @@ pub fn train_stage1(
     let (state, resume) = start_state(&ckpt, "stage1", config, tokenizer, options)?;
     device.seed(state.options.seed);
     let model = MxqVae::new(&state.config.stage1, device);
-    let k = state.config.stage1.codebook_size;
+    let k = state.config.stage1.codes();
     let cfg = state.config.clone();
     let opts = state.options.clone();
     let mut stage = Stage1 {
@@ -619,7 +623,7 @@ pub fn train_prior(
     let (state, resume) = start_state(&ckpt, "prior", config, tokenizer, options)?;
     device.seed(state.options.seed);
     let s = &state.config.stage1;
-    let model = Prior::new(&state.config.prior, s.codebook_size, s.positions(), device);
+    let model = Prior::new(&state.config.prior, s.codes(), s.positions(), device);
     let mut stage = PriorStage { codes, positions: s.positions(), device: device.clone() };
     fit(model, &mut stage, state, &ckpt, resume, on_step, on_epoch)
 }
@@ -629,6 +633,6 @@ pub fn load_prior(dir: &Path, device: &Device) -> Result<(Prior, TrainState), Er
     let ckpt = Checkpoint::new(dir);
     let state = ckpt.state()?;
     let s = &state.config.stage1;
-    let model = ckpt.load_model(Prior::new(&state.config.prior, s.codebook_size, s.positions(), device))?;
+    let model = ckpt.load_model(Prior::new(&state.config.prior, s.codes(), s.positions(), device))?;
     Ok((model.valid(), state))
 }

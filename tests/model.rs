@@ -111,6 +111,31 @@ fn stage1_maps_pairs_to_72_codes_and_back() {
 }
 
 #[test]
+fn separate_codebooks_code_each_modality_on_its_own() {
+    let device = mxq::cpu();
+    let pairs = common::pairs(4);
+    let tok = common::tokenizer(&common::pairs(100));
+    let mut s1 = MxqConfig::tiny().variant("separate").unwrap().stage1;
+    s1.vocab_size = tok.vocab_size();
+    let k = s1.codebook_size as i64;
+    let vae = MxqVae::new(&s1, &device);
+    assert_eq!(vae.decoder.quantizer.codebook.dims(), [2 * s1.codebook_size, s1.code_dim]);
+    let (images, tokens) = PairSet::new(&pairs, &tok).batch(&[0, 1, 2, 3], None, &device);
+    let codes = vae.encode(images, tokens).into_data().try_into_vec_as::<i64>().unwrap();
+    for (i, &c) in codes.iter().enumerate() {
+        let want = if i % 72 < 64 { 0..k } else { k..2 * k };
+        assert!(want.contains(&c), "position {} got code {c}, outside {want:?}", i % 72);
+    }
+    // no cross maps: the image comes from the image codes alone, the caption from the text codes
+    let mut other = codes.clone();
+    other.iter_mut().enumerate().filter(|(i, _)| i % 72 >= 64).for_each(|(_, c)| *c = k + (*c + 1 - k) % k);
+    let decode = |codes: Vec<i64>| vae.decoder.decode(Tensor::from_data(TensorData::new(codes, [4, 72]), &device));
+    let (a, b) = (decode(codes), decode(other));
+    assert!(max_abs_diff(a.image, b.image) < 1e-6, "text codes reached the image decoder");
+    assert!(max_abs_diff(a.logits, b.logits) > 1e-3, "the text decoder ignored the text codes");
+}
+
+#[test]
 fn prior_cached_steps_equal_the_full_forward() {
     let device = mxq::cpu();
     let cfg = MxqConfig::tiny();
@@ -209,4 +234,50 @@ fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
     )
     .unwrap();
     assert!(losses[19] < losses[0] * 0.8, "prior loss {} → {}", losses[0], losses[19]);
+}
+
+#[test]
+fn separate_codebooks_train_restart_and_feed_a_prior_of_twice_the_vocabulary() {
+    let pairs = common::pairs(16);
+    let tok = common::tokenizer(&common::pairs(200));
+    let mut cfg = MxqConfig::tiny().variant("separate").unwrap();
+    cfg.stage1.vocab_size = tok.vocab_size();
+    let k = cfg.stage1.codebook_size as u32;
+    let data = PairSet::new(&pairs, &tok);
+    let dir = tempfile::tempdir().unwrap();
+    let device = mxq::cpu().autodiff();
+    let mut losses = Vec::new();
+    let mut on_step = |r: &train::StepReport| losses.push(r.loss);
+    // a loss line at step 1, before the first checkpoint (the epoch ends at step 2)
+    let options = TrainOptions { restart_dead_every: 5, log_every: 1, ..tiny_options(20) };
+    train::train_stage1(&dir.path().join("s1"), &cfg, &tok, &data, &options, &device, &mut on_step, &mut |_| {})
+        .unwrap();
+    let (first, last) = (losses[..3].iter().sum::<f64>(), losses[17..].iter().sum::<f64>());
+    assert!(last < first * 0.8, "stage 1 loss {first} → {last}");
+    let lines = std::fs::read_to_string(dir.path().join("s1/steps.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 20);
+    // after seeding and restarts, image positions still take image codes, text positions text codes
+    let (vae, _) = train::load_stage1(&dir.path().join("s1"), &mxq::cpu()).unwrap();
+    let codes = train::encode_codes(&vae, &data, 8, &mxq::cpu());
+    assert!(codes.iter().enumerate().all(|(i, &c)| (i % 72 < 64) == (c < k)));
+    assert!(codes.iter().any(|&c| c >= k));
+    let mut losses = Vec::new();
+    let mut on_step = |r: &train::StepReport| losses.push(r.loss);
+    train::train_prior(
+        &dir.path().join("prior"),
+        &cfg,
+        &tok,
+        &codes,
+        &tiny_options(3),
+        &device,
+        &mut on_step,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(losses.len(), 3);
+    let (prior, _) = train::load_prior(&dir.path().join("prior"), &mxq::cpu()).unwrap();
+    assert_eq!(
+        prior.forward(Tensor::from_data(TensorData::new(vec![0i64], [1, 1]), &mxq::cpu())).dims()[2],
+        2 * k as usize
+    );
 }

@@ -40,3 +40,26 @@ fn config_round_trips_and_rejects_unknown_keys_and_bad_sizes() {
     assert!(bad.check().unwrap_err().to_string().contains("65 text positions for 64 tokens"));
     assert!(MxqConfig::preset("huge").is_err());
 }
+
+#[test]
+fn variants_change_only_what_they_name() {
+    let base = MxqConfig::demo();
+    assert_eq!(base.clone().variant("mxq").unwrap(), base);
+    let v = base.clone().variant("no-masking").unwrap().stage1;
+    assert_eq!((v.image_mask_ratio, v.text_mask_ratio, v.joint, v.separate_codebooks), (0.0, 0.0, true, false));
+    let v = base.clone().variant("no-joint").unwrap().stage1;
+    assert_eq!((v.image_mask_ratio, v.joint, v.separate_codebooks), (0.3, false, false));
+    let v = base.clone().variant("separate").unwrap();
+    v.check().unwrap();
+    assert_eq!((v.stage1.joint, v.stage1.image_mask_ratio, v.stage1.codes()), (false, 0.0, 512));
+    assert_eq!(v.stage1.code_groups(), vec![(0..64, 0..256), (64..72, 256..512)]);
+    assert_eq!(base.stage1.codes(), 256);
+    // an older config without the new keys reads as the cross quantizer
+    let old = base.to_json().replace(",\n    \"separate_codebooks\": false", "");
+    assert!(!old.contains("separate_codebooks"));
+    assert_eq!(MxqConfig::from_json(&old).unwrap(), base);
+    let mut bad = v;
+    bad.stage1.joint = true;
+    assert!(bad.check().unwrap_err().to_string().contains("set joint to false"));
+    assert!(base.variant("no-codebook").unwrap_err().to_string().contains("unknown variant 'no-codebook'"));
+}

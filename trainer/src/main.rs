@@ -174,6 +174,10 @@ struct Stage1Args {
     /// A JSON file with a whole config (overrides --preset).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The paper's comparison, as configs of the same model: mxq, no-masking, no-joint,
+    /// separate (own codebook per modality, no joint encoder, no cross maps, no masking).
+    #[arg(long, default_value = "mxq")]
+    variant: String,
     /// Largest tokenizer vocabulary (specials included).
     #[arg(long, default_value_t = 128)]
     vocab_size: usize,
@@ -321,7 +325,8 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
     let mut config = match &a.config {
         Some(p) => MxqConfig::from_json(&std::fs::read_to_string(p).with_context(|| p.display().to_string())?)?,
         None => MxqConfig::preset(&a.preset)?,
-    };
+    }
+    .variant(&a.variant)?;
     config.stage1.vocab_size = tokenizer.vocab_size();
     config.stage1.token_length = tokenizer.length();
     config.check()?;

@@ -63,6 +63,18 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert_eq!(state["step"], 8, "resumed to 2 epochs × 4 steps");
     assert_eq!(state["finished"], true);
 
+    // the paper's comparison: a variant is recorded in the run's config; a wrong name is named
+    let variant = |run: &str, v: &str| -> Vec<String> {
+        let args =
+            ["train", "stage1", "--preset", "tiny", "--data", &p("train"), "--run", &p(run), "--batch-size", "16"];
+        args.iter().chain(&["--variant", v, "--max-steps", "2"]).map(|s| s.to_string()).collect()
+    };
+    ok(&variant("sep", "separate"));
+    let state = std::fs::read_to_string(tmp.path().join("sep/stage1/state.json")).unwrap();
+    assert!(state.contains("\"separate_codebooks\": true") && state.contains("\"joint\": false"), "{state}");
+    let bad = mxq(&variant("bogus", "bogus"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown variant 'bogus'"));
+
     ok(&["train", "prior"].iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
     let ok = |args: &[&str]| ok(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     ok(&["export", "--run", &p("run"), "--out", &p("tiny.mxq")]);
@@ -135,4 +147,8 @@ fn bench_prints_one_json_figure_per_measure() {
     }
     let bad = mxq(&["bench", "--presets", "huge"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("huge"));
+    let bad = mxq(&["bench", "--presets", "tiny", "--backend", "nope", "--runs", "1", "--steps", "1"]);
+    assert!(
+        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("backend nope is not in this build")
+    );
 }

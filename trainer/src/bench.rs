@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Timed runs per figure (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// CPU backend: flex (the default build's), or ndarray (a build with `--features ndarray`
+    /// or `--features openblas`, then with OpenBLAS matmuls).
+    #[arg(long, default_value = "flex")]
+    backend: String,
     /// Internal: run one measure in this process.
     #[arg(long, hide = true)]
     only: Option<String>,
@@ -55,7 +59,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         MxqConfig::preset(preset)?;
         for measure in MEASURES {
             let out = std::process::Command::new(&exe)
-                .args(["bench", "--only", measure, "--presets", preset])
+                .args(["bench", "--only", measure, "--presets", preset, "--backend", &a.backend])
                 .args(["--batch", &a.batch.to_string(), "--steps", &a.steps.to_string(), "--runs", &a.runs.to_string()])
                 .output()?;
             if !out.status.success() {
@@ -96,7 +100,12 @@ fn timed(runs: usize, mut run: impl FnMut()) -> f64 {
 fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json::Value> {
     let config = MxqConfig::preset(preset)?;
     let s = &config.stage1;
-    let device = cpu();
+    let device = match a.backend.as_str() {
+        "flex" => cpu(),
+        #[cfg(feature = "ndarray")]
+        "ndarray" => Device::ndarray(),
+        other => bail!("backend {other} is not in this build (flex; ndarray with --features ndarray)"),
+    };
     let mut rng = Rng::new(0, 7);
     let mut vocab = s.vocab_size;
     let (figure, value, unit) = match measure {
@@ -121,10 +130,10 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
         }
         "prior_train" => {
             let train = device.clone().autodiff();
-            let mut prior = Prior::new(&config.prior, s.codebook_size, s.positions(), &train);
+            let mut prior = Prior::new(&config.prior, s.codes(), s.positions(), &train);
             let mut optim = AdamWConfig::new().init();
             let (b, p) = (a.batch, s.positions());
-            let codes: Vec<i64> = (0..b * p).map(|_| rng.below(s.codebook_size) as i64).collect();
+            let codes: Vec<i64> = (0..b * p).map(|_| rng.below(s.codes()) as i64).collect();
             let codes = Tensor::<2, Int>::from_data(TensorData::new(codes, [b, p]), &train);
             let seconds = timed(a.runs, || {
                 for _ in 0..a.steps {
@@ -161,6 +170,6 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
         other => bail!("unknown measure {other}; one of {MEASURES:?}"),
     };
     Ok(
-        json!({ "preset": preset, "figure": figure, "value": value, "unit": unit, "batch": if figure.contains("train") { a.batch } else { 0 }, "vocab": vocab, "codebook": s.codebook_size, "peak_rss_mb": peak_rss_mb() }),
+        json!({ "preset": preset, "figure": figure, "value": value, "unit": unit, "batch": if figure.contains("train") { a.batch } else { 0 }, "vocab": vocab, "codebook": s.codebook_size, "backend": a.backend, "peak_rss_mb": peak_rss_mb() }),
     )
 }

@@ -1,0 +1,151 @@
+"""mxq beside the PyTorch peer (issue 5): the same figures on the same shapes, A/B alternated.
+
+Run by `scripts/bench-peer`, which builds `mxq` and the peer's venv. Each round runs every
+figure once for each side, in alternating order (mxq first in odd rounds, the peer first in
+even ones), each in a fresh process, so drift in the machine's load falls on both sides.
+The figure per side is the median over rounds; ratios are mxq ÷ peer for throughput and
+peer seconds ÷ mxq seconds for sampling (both: > 1 means mxq is faster).
+
+The peer is matched to mxq's presets with its `--set` options: the image CNN, the joint
+(BERT) encoder, the codebook and the prior are the same sizes; the text CNN cannot be: the
+peer keeps the authors' unpadded kernel-15 convs (64 → 8 positions), mxq its dense map
+(`text_encoder.rs` says why). Parameter counts of both are printed so the gap is visible.
+"""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+MXQ, PEER, OUT = sys.argv[1], sys.argv[2], sys.argv[3]
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+PRESETS = os.environ.get("PRESETS", "paper,demo").split(",")
+BATCH, STEPS, VOCAB = 32, int(os.environ.get("STEPS", "5")), 64
+
+# mxq's presets (src/config.rs) in the peer's words
+MATCH = {
+    "paper": [],  # the peer's paper config is mxq's, text CNN aside
+    "demo": [
+        "img_down_channels=[32,64,128]",
+        "img_hidden=128",
+        "n_res=2",
+        "res_hidden=64",
+        "cb_dim=64",
+        "txt_embed_dim=64",
+        "bert_layers=2",
+        "bert_intermediate=256",
+        "bert_dropout=0.0",
+        "prior_layers=4",
+        "prior_heads=4",
+        "prior_dim=256",
+        "prior_dropout=0.0",
+    ],
+}
+
+# figure: (mxq bench measure, peer measure, how to read the peer's JSON, unit)
+FIGURES = {
+    "stage1_train": ("stage1_train", "stage1_train", lambda r: r["stage1_train"]["per_s_at_median"], "pairs/s"),
+    "prior_train": ("prior_train", "prior_train", lambda r: r["prior_train"]["per_s_at_median"], "seq/s"),
+    "sample1": ("sample1_int8", "sample", lambda r: r["sample"]["batch_1"]["total_s_median"], "s"),
+    "sample16": ("sample16_int8", "sample", lambda r: r["sample"]["batch_16"]["total_s_median"], "s"),
+}
+
+
+def run(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
+    return p.stdout
+
+
+def mxq(preset, measure):
+    out = run([MXQ, "bench", "--only", measure, "--presets", preset, "--batch", str(BATCH), "--steps", str(STEPS)])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def peer(preset, measure):
+    cmd = [sys.executable, PEER, "--config", "paper", "--vocab", str(VOCAB), "--measure", measure]
+    cmd += ["--threads", "2", "--batch", str(BATCH), "--steps", str(STEPS), "--warmup", "1", "--sample-reps", "3"]
+    cmd += ["--sample-batches", "1,16"] if measure == "sample" else []
+    for kv in MATCH[preset]:
+        cmd += ["--set", kv]
+    return json.loads(run(cmd))
+
+
+def main():
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    samples = {(p, f, side): [] for p in PRESETS for f in FIGURES for side in ("mxq", "peer")}
+    rss = {}
+    params = {p: peer(p, "params")["params"] for p in PRESETS}
+    for r in range(ROUNDS):
+        for p in PRESETS:
+            # the peer's one "sample" run gives both sample figures
+            peer_runs = {}
+            for f, (m_measure, p_measure, read, _) in FIGURES.items():
+                order = ("mxq", "peer") if r % 2 == 0 else ("peer", "mxq")
+                for side in order:
+                    if side == "mxq":
+                        fig = mxq(p, m_measure)
+                        samples[(p, f, "mxq")].append(fig["value"])
+                        rss[(p, f)] = fig["peak_rss_mb"]
+                    else:
+                        if p_measure not in peer_runs or p_measure != "sample":
+                            peer_runs[p_measure] = peer(p, p_measure)
+                        samples[(p, f, "peer")].append(read(peer_runs[p_measure]))
+                print(
+                    json.dumps({"round": r + 1, "preset": p, "figure": f, "mxq": samples[(p, f, "mxq")][-1],
+                                "peer": samples[(p, f, "peer")][-1]}),
+                    flush=True,
+                )
+    rows = []
+    for p in PRESETS:
+        for f, (_, _, _, unit) in FIGURES.items():
+            m, q = statistics.median(samples[(p, f, "mxq")]), statistics.median(samples[(p, f, "peer")])
+            ratio = m / q if unit != "s" else q / m
+            rows.append({"preset": p, "figure": f, "unit": unit, "mxq": m, "peer": q, "speedup": ratio,
+                         "mxq_runs": samples[(p, f, "mxq")], "peer_runs": samples[(p, f, "peer")],
+                         "mxq_peak_rss_mb": rss.get((p, f))})
+    machine = {
+        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"),
+        "cores": os.cpu_count(),
+        "threads": 2,
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        machine["torch"] = torch.__version__
+    except ImportError:
+        pass
+    report = {"started": started, "rounds": ROUNDS, "batch": BATCH, "steps": STEPS, "vocab": VOCAB,
+              "machine": machine, "peer_params": params, "rows": rows}
+    os.makedirs(OUT, exist_ok=True)
+    path = os.path.join(OUT, "results.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
+    target = {"stage1_train": 1.0, "prior_train": 1.0, "sample1": 2.0, "sample16": 2.0}
+    lines = [
+        f"{machine['cpu']}, {machine['cores']} cores, both sides 2 threads; torch {machine.get('torch', '?')}; "
+        f"{ROUNDS} A/B rounds, medians; batch {BATCH}, caption vocabulary {VOCAB} on both sides; sampling from the int8 bundle (mxq).",
+        "",
+        "| preset | figure | mxq | peer (PyTorch) | mxq ÷ peer | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for x in rows:
+        fmt = "{:.3f} s" if x["unit"] == "s" else "{:.1f} " + x["unit"]
+        t = target[x["figure"]]
+        ok = "met" if x["speedup"] >= t else "**not met**"
+        lines.append(f"| {x['preset']} | {x['figure']} | {fmt.format(x['mxq'])} | {fmt.format(x['peer'])} "
+                     f"| {x['speedup']:.2f}× | ≥ {t:.0f}× {ok} |")
+    with open(os.path.join(OUT, "results.md.tmp"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(os.path.join(OUT, "results.md.tmp"), os.path.join(OUT, "results.md"))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -28,6 +28,12 @@ def steps(path):
     return [r["step"] for r in rows], [r["metrics"]["loss"] for r in rows]
 
 
+def se(pct, n):
+    """Binomial standard error of a percentage over n pairs, in points."""
+    p = pct / 100
+    return 100 * (p * (1 - p) / max(n, 1)) ** 0.5
+
+
 def write_atomic(path, text, mode="w"):
     with open(path + ".tmp", mode) as f:
         f.write(text)
@@ -66,7 +72,8 @@ def main():
     lines = [
         f"Same data ({train:,} Caption MNIST train pairs), same budget ({steps1} stage-1 steps, "
         f"{steps2} prior steps, batch 32, seed 0), {count:,} pairs generated per row (temperature 1, "
-        f"no top-k/top-p) and judged against {count:,} real test pairs; reconstruction on the same test pairs.",
+        f"no top-k/top-p) and judged against {count:,} real test pairs; reconstruction on the same test pairs. "
+        "± is one binomial standard error over the pairs judged.",
         "",
         "| model | consistency % | validity % | unit acc. % | layout+colour % | fidelity % | Fréchet ↓ "
         "| distinct | recon. PSNR dB | token acc. % | codebook perplexity (live) |",
@@ -74,8 +81,9 @@ def main():
     ]
     for x in rows:
         lines.append(
-            f"| {x['name']} | **{x['consistency_pct']:.1f}** | {x['validity_pct']:.1f} | {x['unit_accuracy_pct']:.1f} "
-            f"| {x['layout_colour_consistency_pct']:.1f} | {x['fidelity_pct']:.1f} | {x['frechet_distance']:.2f} "
+            f"| {x['name']} | **{x['consistency_pct']:.1f}** ± {se(x['consistency_pct'], count):.1f} "
+            f"| {x['validity_pct']:.1f} | {x['unit_accuracy_pct']:.1f} "
+            f"| {x['layout_colour_consistency_pct']:.1f} ± {se(x['layout_colour_consistency_pct'], count):.1f} | {x['fidelity_pct']:.1f} | {x['frechet_distance']:.2f} "
             f"| {x['distinct_captions_per_pair']:.2f} | {x['recon_psnr_db']:.2f} | {x['recon_token_accuracy_pct']:.1f} "
             f"| {x['codebook_perplexity']:.0f} ({x['live_codes']}) |"
         )

@@ -75,6 +75,31 @@ def peer(preset, measure):
     return json.loads(run(cmd))
 
 
+def ceilings():
+    """What the machine allows, measured with torch on 2 threads: matmul GFLOP/s at the prior's
+    batch-16 shape and at 1024³, and read bandwidth over 1 GB (GB/s)."""
+    import torch
+
+    torch.set_num_threads(2)
+
+    def best(fn, reps):
+        fn()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    a, b = torch.randn(16, 512), torch.randn(512, 2048)
+    small = 2 * 16 * 512 * 2048 * 200 / best(lambda: [torch.mm(a, b) for _ in range(200)], 5) / 1e9
+    a = torch.randn(1024, 1024)
+    big = 2 * 1024**3 / best(lambda: torch.mm(a, a), 5) / 1e9
+    x = torch.ones(256 * 1024 * 1024)
+    bandwidth = x.numel() * 4 / best(lambda: x.sum(), 5) / 1e9
+    return {"gemm_gflops_16x512x2048": small, "gemm_gflops_1024": big, "read_gb_per_s": bandwidth}
+
+
 def main():
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     samples = {(p, f, side): [] for p in PRESETS for f in FIGURES for side in ("mxq", "peer")}
@@ -120,7 +145,8 @@ def main():
         machine["torch"] = torch.__version__
     except ImportError:
         pass
-    report = {"started": started, "rounds": ROUNDS, "batch": BATCH, "steps": STEPS, "vocab": VOCAB,
+    ceil = ceilings()
+    report = {"started": started, "ceilings": ceil, "rounds": ROUNDS, "batch": BATCH, "steps": STEPS, "vocab": VOCAB,
               "machine": machine, "peer_params": params, "rows": rows}
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, "results.json")
@@ -141,6 +167,24 @@ def main():
         ok = "met" if x["speedup"] >= t else "**not met**"
         lines.append(f"| {x['preset']} | {x['figure']} | {fmt.format(x['mxq'])} | {fmt.format(x['peer'])} "
                      f"| {x['speedup']:.2f}× | ≥ {t:.0f}× {ok} |")
+    # how close: batch 1 is bound by the weight bytes read per step (mxq runs f32 weights, the
+    # bundle's int8 is dequantized at load), batch 16 by the prior's matmul FLOPs
+    lines += ["", f"Machine ceilings (torch, 2 threads): matmul {ceil['gemm_gflops_1024']:.0f} GFLOP/s at 1024³, "
+              f"{ceil['gemm_gflops_16x512x2048']:.0f} GFLOP/s at the prior's batch-16 shape (16×512 · 512×2048); "
+              f"read bandwidth {ceil['read_gb_per_s']:.1f} GB/s."]
+    for p in PRESETS:
+        prior = params[p]["prior_blocks"] + params[p]["prior_head"]
+        bound1 = 72 * prior * 4 / (ceil["read_gb_per_s"] * 1e9)
+        bound16 = 2 * prior * 16 * 72 / (ceil["gemm_gflops_16x512x2048"] * 1e9)
+        m1 = next(x["mxq"] for x in rows if x["preset"] == p and x["figure"] == "sample1")
+        m16 = next(x["mxq"] for x in rows if x["preset"] == p and x["figure"] == "sample16")
+        lines.append(f"- {p}: prior {prior / 1e6:.1f} M weights. Sampling 1 pair: 72 steps × {prior * 4 / 1e6:.0f} MB of f32 "
+                     f"weights ÷ bandwidth = {bound1:.3f} s floor, mxq {m1:.3f} s ({bound1 / m1:.0%} of the floor). "
+                     f"Sampling 16: prior FLOPs ÷ matmul rate = {bound16:.3f} s floor, mxq {m16:.3f} s ({bound16 / m16:.0%}).")
+        report.setdefault("floors", {})[p] = {"sample1_s": bound1, "sample16_s": bound16}
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
     with open(os.path.join(OUT, "results.md.tmp"), "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(os.path.join(OUT, "results.md.tmp"), os.path.join(OUT, "results.md"))

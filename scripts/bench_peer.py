@@ -107,7 +107,7 @@ def main():
     params = {p: peer(p, "params")["params"] for p in PRESETS}
     for r in range(ROUNDS):
         for p in PRESETS:
-            # the peer's one "sample" run gives both sample figures
+            # one peer run per measure and round: its "sample" run gives both sample figures
             peer_runs = {}
             for f, (m_measure, p_measure, read, _) in FIGURES.items():
                 order = ("mxq", "peer") if r % 2 == 0 else ("peer", "mxq")
@@ -117,7 +117,7 @@ def main():
                         samples[(p, f, "mxq")].append(fig["value"])
                         rss[(p, f)] = fig["peak_rss_mb"]
                     else:
-                        if p_measure not in peer_runs or p_measure != "sample":
+                        if p_measure not in peer_runs:
                             peer_runs[p_measure] = peer(p, p_measure)
                         samples[(p, f, "peer")].append(read(peer_runs[p_measure]))
                 print(
@@ -150,9 +150,6 @@ def main():
               "machine": machine, "peer_params": params, "rows": rows}
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, "results.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(path + ".tmp", path)
     target = {"stage1_train": 1.0, "prior_train": 1.0, "sample1": 2.0, "sample16": 2.0}
     lines = [
         f"{machine['cpu']}, {machine['cores']} cores, both sides 2 threads; torch {machine.get('torch', '?')}; "

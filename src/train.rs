@@ -413,8 +413,7 @@ impl Stage<MxqVae> for Stage1<'_> {
         }
         let every = self.opts.restart_dead_every;
         if every > 0 && (step + 1).is_multiple_of(every) {
-            let dead_any = self.recent.contains(&0);
-            if dead_any {
+            if self.recent.contains(&0) {
                 // replacements: this batch's encoder outputs (at the group's positions) far
                 // from every live code of the group
                 let z = model.encoder.forward(targets.0, targets.1).detach();

@@ -8,7 +8,9 @@ use mxq::MxqConfig;
 use mxq::cross_quantizer::CrossQuantizer;
 use mxq::mxq_vae::MxqVae;
 use mxq::prior::{KvCache, Prior};
-use mxq::train::{self, PairSet, TrainOptions};
+use mxq::tokenizer::CaptionTokenizer;
+use mxq::train::{self, PairSet, StepReport, TrainOptions};
+use std::path::Path;
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     (a - b).abs().max().into_scalar::<f32>()
@@ -164,6 +166,34 @@ fn tiny_options(steps: usize) -> TrainOptions {
     }
 }
 
+/// Trains (or resumes) stage 1 in `dir` on an autodiff CPU device; the report of each step.
+fn stage1_steps(
+    dir: &Path,
+    cfg: &MxqConfig,
+    tok: &CaptionTokenizer,
+    data: &PairSet,
+    options: &TrainOptions,
+) -> Vec<StepReport> {
+    let mut steps = Vec::new();
+    let device = mxq::cpu().autodiff();
+    train::train_stage1(dir, cfg, tok, data, options, &device, &mut |r| steps.push(r.clone()), &mut |_| {}).unwrap();
+    steps
+}
+
+/// Trains the prior in `dir` on `codes`; the loss of each step.
+fn prior_losses(
+    dir: &Path,
+    cfg: &MxqConfig,
+    tok: &CaptionTokenizer,
+    codes: &[u32],
+    options: &TrainOptions,
+) -> Vec<f64> {
+    let mut losses = Vec::new();
+    let device = mxq::cpu().autodiff();
+    train::train_prior(dir, cfg, tok, codes, options, &device, &mut |r| losses.push(r.loss), &mut |_| {}).unwrap();
+    losses
+}
+
 #[test]
 fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
     let pairs = common::pairs(16);
@@ -172,39 +202,15 @@ fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
     cfg.stage1.vocab_size = tok.vocab_size();
     let data = PairSet::new(&pairs, &tok);
     let dir = tempfile::tempdir().unwrap();
-    let device = mxq::cpu().autodiff();
-    let mut losses = Vec::new();
-    let mut on_step = |r: &train::StepReport| losses.push(r.loss);
-    train::train_stage1(
-        &dir.path().join("s1"),
-        &cfg,
-        &tok,
-        &data,
-        &tiny_options(20),
-        &device,
-        &mut on_step,
-        &mut |_| {},
-    )
-    .unwrap();
+    let s1 = dir.path().join("s1");
+    let losses: Vec<f64> = stage1_steps(&s1, &cfg, &tok, &data, &tiny_options(20)).iter().map(|r| r.loss).collect();
     let first: f64 = losses[..3].iter().sum::<f64>() / 3.0;
     let last: f64 = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
     assert_eq!(losses.len(), 20);
     assert!(last < first * 0.8, "stage 1 loss {first} → {last}");
 
     // resume: continue to 26 steps from the checkpoint
-    let mut resumed = Vec::new();
-    let mut on_step = |r: &train::StepReport| resumed.push(r.step);
-    train::train_stage1(
-        &dir.path().join("s1"),
-        &cfg,
-        &tok,
-        &data,
-        &tiny_options(26),
-        &device,
-        &mut on_step,
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed: Vec<usize> = stage1_steps(&s1, &cfg, &tok, &data, &tiny_options(26)).iter().map(|r| r.step).collect();
     assert_eq!(resumed, (21..=26).collect::<Vec<_>>());
     let metrics = std::fs::read_to_string(dir.path().join("s1/metrics.jsonl")).unwrap();
     assert!(metrics.lines().all(|l| l.contains("\"perplexity\"") && l.contains("\"live_codes\"")));
@@ -217,22 +223,10 @@ fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
     assert_eq!(steps.iter().map(|v| v["step"].as_u64().unwrap()).collect::<Vec<_>>(), vec![5, 10, 15, 20, 25]);
     assert!(steps.iter().all(|v| v["metrics"]["image_mse"].as_f64().unwrap() > 0.0));
 
-    let (vae, _) = train::load_stage1(&dir.path().join("s1"), &mxq::cpu()).unwrap();
+    let (vae, _) = train::load_stage1(&s1, &mxq::cpu()).unwrap();
     let codes = train::encode_codes(&vae, &data, 8, &mxq::cpu());
     assert_eq!(codes.len(), 16 * 72);
-    let mut losses = Vec::new();
-    let mut on_step = |r: &train::StepReport| losses.push(r.loss);
-    train::train_prior(
-        &dir.path().join("prior"),
-        &cfg,
-        &tok,
-        &codes,
-        &tiny_options(20),
-        &device,
-        &mut on_step,
-        &mut |_| {},
-    )
-    .unwrap();
+    let losses = prior_losses(&dir.path().join("prior"), &cfg, &tok, &codes, &tiny_options(20));
     assert!(losses[19] < losses[0] * 0.8, "prior loss {} → {}", losses[0], losses[19]);
 }
 
@@ -245,39 +239,22 @@ fn separate_codebooks_train_restart_and_feed_a_prior_of_twice_the_vocabulary() {
     let k = cfg.stage1.codebook_size as u32;
     let data = PairSet::new(&pairs, &tok);
     let dir = tempfile::tempdir().unwrap();
-    let device = mxq::cpu().autodiff();
-    let mut losses = Vec::new();
-    let mut on_step = |r: &train::StepReport| losses.push(r.loss);
+    let s1 = dir.path().join("s1");
     // a loss line at step 1, before the first checkpoint (the epoch ends at step 2)
     let options = TrainOptions { restart_dead_every: 5, log_every: 1, ..tiny_options(20) };
-    train::train_stage1(&dir.path().join("s1"), &cfg, &tok, &data, &options, &device, &mut on_step, &mut |_| {})
-        .unwrap();
+    let losses: Vec<f64> = stage1_steps(&s1, &cfg, &tok, &data, &options).iter().map(|r| r.loss).collect();
     let (first, last) = (losses[..3].iter().sum::<f64>(), losses[17..].iter().sum::<f64>());
     assert!(last < first * 0.8, "stage 1 loss {first} → {last}");
-    let lines = std::fs::read_to_string(dir.path().join("s1/steps.jsonl")).unwrap();
+    let lines = std::fs::read_to_string(s1.join("steps.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 20);
     // after seeding and restarts, image positions still take image codes, text positions text codes
-    let (vae, _) = train::load_stage1(&dir.path().join("s1"), &mxq::cpu()).unwrap();
+    let (vae, _) = train::load_stage1(&s1, &mxq::cpu()).unwrap();
     let codes = train::encode_codes(&vae, &data, 8, &mxq::cpu());
     assert!(codes.iter().enumerate().all(|(i, &c)| (i % 72 < 64) == (c < k)));
     assert!(codes.iter().any(|&c| c >= k));
-    let mut losses = Vec::new();
-    let mut on_step = |r: &train::StepReport| losses.push(r.loss);
-    train::train_prior(
-        &dir.path().join("prior"),
-        &cfg,
-        &tok,
-        &codes,
-        &tiny_options(3),
-        &device,
-        &mut on_step,
-        &mut |_| {},
-    )
-    .unwrap();
+    let losses = prior_losses(&dir.path().join("prior"), &cfg, &tok, &codes, &tiny_options(3));
     assert_eq!(losses.len(), 3);
     let (prior, _) = train::load_prior(&dir.path().join("prior"), &mxq::cpu()).unwrap();
-    assert_eq!(
-        prior.forward(Tensor::from_data(TensorData::new(vec![0i64], [1, 1]), &mxq::cpu())).dims()[2],
-        2 * k as usize
-    );
+    let logits = prior.forward(Tensor::from_data(TensorData::new(vec![0i64], [1, 1]), &mxq::cpu()));
+    assert_eq!(logits.dims()[2], 2 * k as usize);
 }

@@ -6,7 +6,9 @@
 //! [`BLOCK`] consecutive values (symmetric, scale = max|x| / 127) in a companion tensor
 //! `NAME.__scale`; biases and norms stay f32. Our own format rather than burn's quantizer,
 //! because it decodes identically on every backend (WebGPU has no i8; see the notes).
-//! Loading dequantizes to f32 and hands the tensors to burn-store.
+//! Loading dequantizes to f32 and hands the tensors to burn-store; on a CPU with the packed
+//! kernels it also packs the prior's linear layers from the stored int8 (or f32) values
+//! for sampling ([`crate::sampling_kernels`]; `MXQ_PACKED=0` turns that off).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +21,8 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::config::MxqConfig;
 use crate::mxq_vae::MxqDecoder;
-use crate::prior::Prior;
+use crate::prior::{PackedBlock, PackedPrior, Prior};
+use crate::sampling_kernels::PackedLinear;
 use crate::tokenizer::CaptionTokenizer;
 
 /// `format` entry of every bundle.
@@ -234,7 +237,56 @@ pub fn load(bytes: &[u8], device: &Device) -> Result<Bundle, Error> {
         safetensors::serialize(plain.iter().map(|(n, t)| (n.clone(), t)), None).map_err(|e| bad(e.to_string()))?;
     let mut generator = Generator::new(&config, device);
     load_weights(&mut generator, plain)?;
+    if packs_here(device) {
+        generator.prior.set_packed(pack_prior(&tensors, config.prior.layers));
+    }
     Ok(Bundle { config, tokenizer, generator })
+}
+
+/// Whether [`load`] packs the prior: the native CPU device on a CPU with the packed
+/// kernels, unless `MXQ_PACKED=0` (for side-by-side figures).
+fn packs_here(device: &Device) -> bool {
+    #[cfg(feature = "native")]
+    {
+        let off = std::env::var("MXQ_PACKED").is_ok_and(|v| v == "0");
+        crate::sampling_kernels::simd_available() && *device == crate::cpu() && !off
+    }
+    #[cfg(not(feature = "native"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// The prior's linear layers packed from the bundle's tensors as stored (int8 stays int8);
+/// `None` where a layer's shape does not pack (burn's layers then run).
+fn pack_prior(tensors: &BTreeMap<String, Owned>, layers: usize) -> Option<PackedPrior> {
+    let layer = |name: String| -> Option<PackedLinear> {
+        let w = tensors.get(&format!("{name}.weight"))?;
+        let [k, n] = w.shape[..] else { return None };
+        let bias = tensors.get(&format!("{name}.bias")).map(|b| f32s(&b.data));
+        match w.dtype {
+            Dtype::I8 => {
+                let q: Vec<i8> = w.data.iter().map(|&b| b as i8).collect();
+                let scales = f32s(&tensors.get(&format!("{name}.weight{SCALE_SUFFIX}"))?.data);
+                PackedLinear::int8(&q, &scales, k, n, bias).ok()
+            }
+            Dtype::F32 => PackedLinear::f32(&f32s(&w.data), k, n, bias).ok(),
+            _ => None,
+        }
+    };
+    let blocks = (0..layers)
+        .map(|i| {
+            let name = |l: &str| format!("prior.blocks.{i}.{l}");
+            Some(PackedBlock {
+                qkv: layer(name("qkv"))?,
+                proj: layer(name("proj"))?,
+                fc: layer(name("fc"))?,
+                fc_out: layer(name("fc_out"))?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(PackedPrior { blocks, head: layer("prior.head".into())? })
 }
 
 /// Loads f32 safetensors bytes into `module`, requiring every parameter to be present

@@ -26,6 +26,7 @@ pub mod reconstruction;
 pub mod residual;
 pub mod rng;
 pub mod sampler;
+pub mod sampling_kernels;
 pub mod text_encoder;
 pub mod tokenizer;
 pub mod train;

@@ -10,7 +10,10 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
 
+use std::sync::Arc;
+
 use crate::config::PriorConfig;
+use crate::sampling_kernels::{self, CachedRows, PackedLinear};
 
 #[derive(Module, Debug)]
 pub struct PriorBlock {
@@ -34,12 +37,36 @@ pub struct Prior {
     head: Linear,
     /// Codebook size: code ids are `0..codes`, the start token is `codes`.
     codes: usize,
+    /// The linear layers packed for CPU sampling (set by the bundle loader), or none.
+    #[module(skip)]
+    packed: Option<Arc<PackedPrior>>,
 }
 
-/// Keys and values of the positions seen so far, per block: `[batch, heads, t, head_dim]`.
+/// The prior's linear layers packed for CPU inference ([`sampling_kernels`]).
+#[derive(Debug, Clone)]
+pub struct PackedPrior {
+    pub blocks: Vec<PackedBlock>,
+    pub head: PackedLinear,
+}
+
+#[derive(Debug, Clone)]
+pub struct PackedBlock {
+    pub qkv: PackedLinear,
+    pub proj: PackedLinear,
+    pub fc: PackedLinear,
+    pub fc_out: PackedLinear,
+}
+
+/// Rows (batch × new positions) up to which a pass from an empty cache takes the packed
+/// path: sampling steps, where a general GEMM re-reads every weight for a handful of rows.
+const PACKED_ROWS: usize = 64;
+
+/// Keys and values of the positions seen so far, per block: `[batch, heads, t, head_dim]`
+/// tensors, or plain rows when the passes run on the CPU kernels.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    rows: Vec<CachedRows>,
     /// Positions already in the cache.
     pub len: usize,
 }
@@ -95,6 +122,26 @@ impl PriorBlock {
         let x = x + self.dropout.forward(mlp);
         (x, (k, v))
     }
+
+    /// [`Self::forward`] for inference on the CPU kernels: the same block, with its linear
+    /// layers packed, attention over a plain cache and GELU as [`sampling_kernels`] run them.
+    fn forward_packed(&self, x: Tensor<3>, p: &PackedBlock, cache: &mut CachedRows) -> Tensor<3> {
+        let [batch, t, d] = x.dims();
+        let device = x.device();
+        let rows = batch * t;
+        let tensor = |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [batch, t, d]), &device);
+        let qkv = p.qkv.forward(&floats(self.norm_attn.forward(x.clone())), rows); // [B·T, 3d]
+        cache.append(&qkv, batch, t, d);
+        let attn = cache.attend(&qkv, batch, t, d, self.heads); // [B·T, d]
+        let x = x + tensor(p.proj.forward(&attn, rows));
+        let mut hidden = p.fc.forward(&floats(self.norm_mlp.forward(x.clone())), rows); // [B·T, 4d]
+        sampling_kernels::gelu_in_place(&mut hidden);
+        x + tensor(p.fc_out.forward(&hidden, rows))
+    }
+}
+
+fn floats(x: Tensor<3>) -> Vec<f32> {
+    x.into_data().try_into_vec_as::<f32>().expect("f32 activations")
 }
 
 impl Prior {
@@ -110,7 +157,19 @@ impl Prior {
             norm: LayerNormConfig::new(c.d_model).init(device),
             head: LinearConfig::new(c.d_model, codes).with_bias(false).with_initializer(init).init(device),
             codes,
+            packed: None,
         }
+    }
+
+    /// Runs small-batch inference passes through `packed` (built from this prior's own
+    /// weights by the bundle loader); `None` goes back to burn's layers.
+    pub fn set_packed(&mut self, packed: Option<PackedPrior>) {
+        self.packed = packed.map(Arc::new);
+    }
+
+    /// Whether inference passes run packed layers.
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
     /// The start token id.
@@ -129,6 +188,20 @@ impl Prior {
             .reshape([1, t])
             .repeat_dim(0, batch);
         let mut x = self.token_embedding.forward(tokens) + self.position_embedding.forward(positions); // [B, T, d]
+        // a cache stays on the path it started on
+        let packed = self.packed.as_deref().filter(|_| {
+            !device.is_autodiff() && (!cache.rows.is_empty() || (cache.len == 0 && batch * t <= PACKED_ROWS))
+        });
+        if let Some(p) = packed {
+            cache.rows.resize(self.blocks.len(), CachedRows::default());
+            for ((block, packed), rows) in self.blocks.iter().zip(&p.blocks).zip(cache.rows.iter_mut()) {
+                x = block.forward_packed(x, packed, rows);
+            }
+            cache.len += t;
+            let logits = p.head.forward(&floats(self.norm.forward(x)), batch * t);
+            return Tensor::from_data(TensorData::new(logits, [batch, t, self.codes]), &device);
+        }
+        assert!(cache.rows.is_empty(), "a cache from the packed path continued without it");
         cache.layers.resize(self.blocks.len(), None);
         for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
             let (y, kv) = block.forward(x, slot.take(), true);

@@ -3,7 +3,9 @@
 //! stage-1 training (forward + backward + AdamW), prior training, and sampling 1 and 16
 //! pairs (72 steps with the KV cache + decode) from f32 weights and from the int8 bundle.
 //! Each figure runs in its own child process, so its peak RSS is its own; medians of
-//! `--runs` timed runs after one warm-up. Prints one JSON object per line.
+//! `--runs` timed runs after one warm-up. Prints one JSON object per line; sampling figures
+//! say which `kernels` ran the prior (`packed`: `mxq::sampling_kernels`; `MXQ_PACKED=0`
+//! gives burn's layers for a side-by-side).
 
 use std::time::Instant;
 
@@ -108,6 +110,7 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
     };
     let mut rng = Rng::new(0, 7);
     let mut vocab = s.vocab_size;
+    let mut kernels = None;
     let (figure, value, unit) = match measure {
         "stage1_train" => {
             let train = device.clone().autodiff();
@@ -161,6 +164,8 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
             let bytes = bundle::export(&Generator::new(&config, &device), &config, &tokenizer, precision)?;
             let loaded = bundle::load(&bytes, &device)?;
             vocab = tokenizer.vocab_size();
+            // the prior's CPU kernels (AVX-512 CPUs; `MXQ_PACKED=0` for burn's layers)
+            kernels = Some(if loaded.generator.prior.is_packed() { "packed" } else { "burn" });
             let opts = SampleOptions { seed: 1, ..Default::default() };
             let seconds = timed(a.runs, || {
                 loaded.generate(count, count, opts, &device);
@@ -170,6 +175,6 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
         other => bail!("unknown measure {other}; one of {MEASURES:?}"),
     };
     Ok(
-        json!({ "preset": preset, "figure": figure, "value": value, "unit": unit, "batch": if figure.contains("train") { a.batch } else { 0 }, "vocab": vocab, "codebook": s.codebook_size, "backend": a.backend, "peak_rss_mb": peak_rss_mb() }),
+        json!({ "preset": preset, "figure": figure, "value": value, "unit": unit, "batch": if figure.contains("train") { a.batch } else { 0 }, "vocab": vocab, "codebook": s.codebook_size, "backend": a.backend, "kernels": kernels, "peak_rss_mb": peak_rss_mb() }),
     )
 }

@@ -54,12 +54,14 @@ impl Bundle {
     /// Generates `count` pairs in batches of at most `batch` (see [`batches`]).
     pub fn generate(&self, count: usize, batch: usize, opts: SampleOptions, device: &Device) -> Vec<GeneratedPair> {
         let positions = self.config.stage1.positions();
-        let mut out = Vec::with_capacity(count);
-        for (n, opts) in batches(count, batch, opts) {
-            let codes = sample_codes(&self.generator.prior, n, positions, opts, device);
-            out.extend(self.decode_codes(codes, device));
-        }
-        out
+        crate::on_cpu_pool(|| {
+            let mut out = Vec::with_capacity(count);
+            for (n, opts) in batches(count, batch, opts) {
+                let codes = sample_codes(&self.generator.prior, n, positions, opts, device);
+                out.extend(self.decode_codes(codes, device));
+            }
+            out
+        })
     }
 }
 

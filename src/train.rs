@@ -250,7 +250,7 @@ impl Checkpoint {
 }
 
 /// One stage's step: forward, backward, optimizer step; returns named metrics.
-trait Stage<M: Module> {
+trait Stage<M: Module>: Send {
     const NAME: &'static str;
     fn step(
         &mut self,
@@ -304,8 +304,8 @@ fn fit<M: Module, S: Stage<M>>(
                 break;
             }
             let lr = opts.learning_rate * ((state.step + 1) as f64 / opts.warmup_steps.max(1) as f64).min(1.0);
-            let (m, metrics) =
-                stage.step(model, &mut optim, lr, &order[b * opts.batch_size..(b + 1) * opts.batch_size], state.step);
+            let batch = &order[b * opts.batch_size..(b + 1) * opts.batch_size];
+            let (m, metrics) = crate::on_cpu_pool(|| stage.step(model, &mut optim, lr, batch, state.step));
             model = m;
             epoch.add(&metrics);
             window.add(&metrics);
@@ -561,17 +561,19 @@ pub fn load_stage1(dir: &Path, device: &Device) -> Result<(MxqVae, TrainState), 
 /// Encodes every pair into its 72 codes with a frozen stage 1: `[n × 72]` row-major.
 pub fn encode_codes(vae: &MxqVae, data: &PairSet, batch: usize, device: &Device) -> Vec<u32> {
     let ids: Vec<usize> = (0..data.len()).collect();
-    ids.chunks(batch.max(1))
-        .flat_map(|chunk| {
-            let (images, tokens) = data.batch(chunk, None, device);
-            vae.encode(images, tokens)
-                .into_data()
-                .try_into_vec_as::<i64>()
-                .expect("int codes")
-                .into_iter()
-                .map(|c| c as u32)
-        })
-        .collect()
+    crate::on_cpu_pool(|| {
+        ids.chunks(batch.max(1))
+            .flat_map(|chunk| {
+                let (images, tokens) = data.batch(chunk, None, device);
+                vae.encode(images, tokens)
+                    .into_data()
+                    .try_into_vec_as::<i64>()
+                    .expect("int codes")
+                    .into_iter()
+                    .map(|c| c as u32)
+            })
+            .collect()
+    })
 }
 
 struct PriorStage<'a> {

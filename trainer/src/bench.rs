@@ -121,13 +121,16 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
             let tokens: Vec<i64> = (0..b * l).map(|_| rng.below(s.vocab_size) as i64).collect();
             let images = Tensor::<4>::from_data(TensorData::new(images, [b, 3, 64, 64]), &train);
             let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, l]), &train);
+            // on the CPU pool, like `mxq train`'s steps
             let seconds = timed(a.runs, || {
-                for _ in 0..a.steps {
-                    let inputs = (images.clone(), tokens.clone());
-                    let out = vae.clone().forward(inputs.clone(), inputs, s.commitment);
-                    let grads = GradientsParams::from_grads(out.loss.total.backward(), &vae);
-                    vae = optim.step(1e-4, vae.clone(), grads);
-                }
+                mxq::on_cpu_pool(|| {
+                    for _ in 0..a.steps {
+                        let inputs = (images.clone(), tokens.clone());
+                        let out = vae.clone().forward(inputs.clone(), inputs, s.commitment);
+                        let grads = GradientsParams::from_grads(out.loss.total.backward(), &vae);
+                        vae = optim.step(1e-4, vae.clone(), grads);
+                    }
+                })
             });
             ("stage1_train", (a.steps * b) as f64 / seconds, "pairs/s")
         }
@@ -139,11 +142,13 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
             let codes: Vec<i64> = (0..b * p).map(|_| rng.below(s.codes()) as i64).collect();
             let codes = Tensor::<2, Int>::from_data(TensorData::new(codes, [b, p]), &train);
             let seconds = timed(a.runs, || {
-                for _ in 0..a.steps {
-                    let loss = prior.loss(codes.clone());
-                    let grads = GradientsParams::from_grads(loss.backward(), &prior);
-                    prior = optim.step(1e-4, prior.clone(), grads);
-                }
+                mxq::on_cpu_pool(|| {
+                    for _ in 0..a.steps {
+                        let loss = prior.loss(codes.clone());
+                        let grads = GradientsParams::from_grads(loss.backward(), &prior);
+                        prior = optim.step(1e-4, prior.clone(), grads);
+                    }
+                })
             });
             ("prior_train", (a.steps * b) as f64 / seconds, "seq/s")
         }

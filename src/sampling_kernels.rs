@@ -321,14 +321,15 @@ impl CachedRows {
     /// every cached position up to their own: `[B, t, d]`, heads side by side.
     pub fn attend(&self, qkv: &[f32], batch: usize, t: usize, d: usize, heads: usize) -> Vec<f32> {
         let mut out = vec![0.0f32; batch * t * d];
+        let step = Step { qkv, batch, t, d, heads };
         // one sequence per task: `out` rows `b·t..(b+1)·t`
         let run = |(b, out): (usize, &mut [f32])| {
             #[cfg(target_arch = "x86_64")]
             if simd_available() {
                 // SAFETY: AVX-512F is present.
-                return unsafe { attend_avx512(self, qkv, b, batch, t, d, heads, out) };
+                return unsafe { attend_avx512(self, &step, b, out) };
             }
-            attend_plain(self, qkv, b, batch, t, d, heads, out)
+            attend_plain(self, &step, b, out)
         };
         #[cfg(feature = "native")]
         if batch > 1 {
@@ -341,55 +342,44 @@ impl CachedRows {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_avx512(
-    c: &CachedRows,
-    qkv: &[f32],
-    b: usize,
+/// One attention pass: the new positions' `qkv: [B, t, 3d]` and the shapes.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    qkv: &'a [f32],
     batch: usize,
     t: usize,
     d: usize,
     heads: usize,
-    out: &mut [f32],
-) {
-    attend_plain(c, qkv, b, batch, t, d, heads, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn attend_avx512(c: &CachedRows, step: &Step, b: usize, out: &mut [f32]) {
+    attend_plain(c, step, b, out)
 }
 
 /// Sequence `b`'s rows (`out: [t, d]`), in plain loops of 16-lane form, so the AVX-512
 /// copy above vectorizes them.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend_plain(
-    c: &CachedRows,
-    qkv: &[f32],
-    b: usize,
-    batch: usize,
-    t: usize,
-    d: usize,
-    heads: usize,
-    out: &mut [f32],
-) {
+fn attend_plain(c: &CachedRows, step: &Step, b: usize, out: &mut [f32]) {
+    let Step { qkv, batch, t, d, heads } = *step;
     let total = c.keys.len() / (batch * d);
     let hd = d / heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut weights = vec![0.0f32; total];
-    {
-        for i in 0..t {
-            let seen = total - t + i + 1; // causal: positions 0..=own
-            let row = b * t + i;
-            for h in 0..heads {
-                let q = &qkv[row * 3 * d + h * hd..][..hd];
-                for (s, w) in weights[..seen].iter_mut().enumerate() {
-                    *w = dot(q, &c.keys[(s * batch + b) * d + h * hd..][..hd]) * scale;
-                }
-                softmax_in_place(&mut weights[..seen]);
-                let o = &mut out[i * d + h * hd..][..hd];
-                for (s, &w) in weights[..seen].iter().enumerate() {
-                    for (o, &v) in o.iter_mut().zip(&c.values[(s * batch + b) * d + h * hd..][..hd]) {
-                        *o += w * v;
-                    }
+    for i in 0..t {
+        let seen = total - t + i + 1; // causal: positions 0..=own
+        let row = b * t + i;
+        for h in 0..heads {
+            let q = &qkv[row * 3 * d + h * hd..][..hd];
+            for (s, w) in weights[..seen].iter_mut().enumerate() {
+                *w = dot(q, &c.keys[(s * batch + b) * d + h * hd..][..hd]) * scale;
+            }
+            softmax_in_place(&mut weights[..seen]);
+            let o = &mut out[i * d + h * hd..][..hd];
+            for (s, &w) in weights[..seen].iter().enumerate() {
+                for (o, &v) in o.iter_mut().zip(&c.values[(s * batch + b) * d + h * hd..][..hd]) {
+                    *o += w * v;
                 }
             }
         }

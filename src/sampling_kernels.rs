@@ -9,10 +9,13 @@
 //! Linear weights are packed in groups of 64 output columns, `[n / 64][k][64]` — one int8 bundle
 //! scale per group row (the bundle's 64-value blocks are exactly these), so the kernel
 //! rebuilds each weight as `q × scale`, the value the f32 dequantized model holds, and
-//! streams 1 byte per weight instead of 4. Each 16-column strip keeps up to 16 rows'
-//! accumulators in AVX-512 registers. Sums run over `k` in order (FMA), so results match
+//! streams 1 byte per weight instead of 4. With up to 6 rows a whole group runs at once
+//! (enough independent sums to hide the FMA latency; 1–2 rows also split `k` in two
+//! interleaved halves), with 7–16 rows one 16-column strip keeps every row's sum in an
+//! AVX-512 register. Sums are FMAs in a different order than burn's GEMM, so results match
 //! burn's `Linear` to float rounding, not bit for bit. Without AVX-512 the same packed
-//! weights run a plain loop (tests, other CPUs); the bundle packs only where AVX-512 is.
+//! weights run a plain reference loop (the tests compare both); the bundle packs only where
+//! AVX-512 is, since elsewhere burn's GEMM is the faster choice.
 
 /// Output columns per packed group (and per int8 scale block).
 pub const GROUP: usize = 64;
@@ -80,10 +83,6 @@ impl PackedLinear {
     pub fn f32(w: &[f32], k: usize, n: usize, bias: Option<Vec<f32>>) -> Result<Self, String> {
         check(k, n, w.len(), &bias)?;
         Ok(Self { k, n, weights: Weights::F32(pack(w, k, n)), bias })
-    }
-
-    pub fn inputs(&self) -> usize {
-        self.k
     }
 
     pub fn outputs(&self) -> usize {
@@ -519,7 +518,7 @@ mod tests {
         let mut plain = xs.clone();
         gelu_plain(&mut plain);
         for ((&x, &y), &p) in xs.iter().zip(&g).zip(&plain) {
-            let exact = 0.5 * x as f64 * (1.0 + libm_erf(x as f64 / 2f64.sqrt()));
+            let exact = 0.5 * x as f64 * (1.0 + erf_series(x as f64 / 2f64.sqrt()));
             assert!((y as f64 - exact).abs() < 2e-6 * (1.0 + x.abs() as f64), "gelu({x}) = {y}, exact {exact}");
             assert!((y - p).abs() <= 1e-6 * (1.0 + x.abs()), "simd and plain gelu differ at {x}");
         }
@@ -532,9 +531,9 @@ mod tests {
         }
     }
 
-    /// erf by its series / continued fraction in f64 (the tests' reference only).
-    fn libm_erf(x: f64) -> f64 {
-        // Abramowitz & Stegun 7.1.5 series: converges fast for |x| < 3, and erf(±3+) ≈ ±1 - 2e-5..
+    /// erf in f64 by its Maclaurin series (A&S 7.1.5), the tests' reference: converges for
+    /// every |x| ≤ 5 used here; beyond, erf is ±1 to f64 precision.
+    fn erf_series(x: f64) -> f64 {
         if x.abs() > 5.0 {
             return x.signum();
         }

@@ -6,7 +6,8 @@
 //!     cargo run --release --example int8_vs_f32 -- F32_BUNDLE INT8_BUNDLE [COUNT]
 
 use mxq::bundle;
-use mxq::sampler::{SampleOptions, sample_codes};
+use mxq::sample::SampleOptions;
+use mxq::sample::sampler::sample_codes;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -14,8 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let device = mxq::cpu();
     let (fb, ib) = (std::fs::read(f32_path)?, std::fs::read(int8_path)?);
-    let (full, int8) = (bundle::load(&fb, &device)?, bundle::load(&ib, &device)?);
-    let positions = full.config.stage1.positions();
+    let load = |bytes: &[u8]| bundle::load(bytes, &device, bundle::LoadOptions::default());
+    let (full, int8) = (load(&fb)?, load(&ib)?);
+    let positions = full.config.stage1.sequence_length();
     let opts = SampleOptions { seed: 7, ..Default::default() };
 
     let codes = sample_codes(&full.generator.prior, count, positions, opts, &device);

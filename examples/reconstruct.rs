@@ -5,8 +5,8 @@
 //!     cargo run --release --example reconstruct -- RUN_DIR PAIRS_DIR [COUNT]
 
 use mxq::data::read_pairs;
-use mxq::tokenizer::CaptionTokenizer;
-use mxq::train::load_stage1;
+use mxq::data::tokenizer::CaptionTokenizer;
+use mxq::train::stage1::load_stage1;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = mxq::cpu();
     let (vae, state) = load_stage1(&run.join("stage1"), &device)?;
     let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
-    let figures = mxq::reconstruction::reconstruct(&vae, &tokenizer, &pairs, &device);
+    let figures = mxq::eval::reconstruction::reconstruct(&vae, &tokenizer, &pairs, &device);
     if let Ok(path) = std::env::var("GRID") {
         let shown = figures.images.len().min(8);
         let rows: Vec<&[u8]> =

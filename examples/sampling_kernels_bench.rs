@@ -1,4 +1,4 @@
-//! The packed linear kernel alone (`mxq::sampling_kernels`): GFLOP/s and weight bytes read
+//! The packed linear kernel alone (`mxq::kernels::packed_linear`): GFLOP/s and weight bytes read
 //! per second for the prior's layer shapes (paper preset), at 1 and 16 rows, int8 and f32
 //! weights. Weights this size stay in the CPU's L3 between calls, so these are the kernel's
 //! ceilings; `mxq bench` gives the end-to-end figures.
@@ -6,11 +6,13 @@
 
 use std::time::Instant;
 
-use mxq::bundle::quantize_blocks;
-use mxq::sampling_kernels::{PackedLinear, simd_available};
+use mxq::kernels::int8::quantize_blocks;
+use mxq::kernels::packed_linear::PackedLinear;
+use mxq::kernels::{Simd, avx512_available};
 
 fn main() {
-    println!("AVX-512 kernels: {}", simd_available());
+    println!("AVX-512 kernels: {}", avx512_available());
+    let simd = Simd::best();
     for (k, n) in [(512usize, 1536usize), (512, 512), (512, 2048), (2048, 512)] {
         let w: Vec<f32> = (0..k * n).map(|i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5).collect();
         let (q, scales) = quantize_blocks(&w);
@@ -22,12 +24,12 @@ fn main() {
             let x = vec![0.1f32; m * k];
             for (name, bytes, layer) in &layers {
                 for _ in 0..20 {
-                    layer.forward(&x, m);
+                    layer.forward(&x, m, simd);
                 }
                 let reps = 200;
                 let start = Instant::now();
                 for _ in 0..reps {
-                    std::hint::black_box(layer.forward(&x, m));
+                    std::hint::black_box(layer.forward(&x, m, simd));
                 }
                 let s = start.elapsed().as_secs_f64() / reps as f64;
                 println!(

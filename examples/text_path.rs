@@ -1,6 +1,6 @@
 //! The text path on its own: text encoder → (optionally the quantizer) → a learned 8 → 8
 //! map over positions → text decoder, trained on captions only. This is the measurement
-//! behind the text path's design (see `src/text_encoder.rs`): it shows whether a caption
+//! behind the text path's design (see `src/model/text_encoder.rs`): it shows whether a caption
 //! survives the trip at all, before the image and the joint encoder share the codes.
 //! Prints token accuracy, exact and valid captions on the first 500 test captions.
 //!
@@ -17,11 +17,11 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use mxq::config::MxqConfig;
-use mxq::cross_quantizer::CrossQuantizer;
+use mxq::data::tokenizer::CaptionTokenizer;
 use mxq::data::{parse_caption, read_pairs};
-use mxq::decoders::TextDecoder;
-use mxq::text_encoder::TextEncoder;
-use mxq::tokenizer::CaptionTokenizer;
+use mxq::model::cross_quantizer::CrossQuantizer;
+use mxq::model::decoders::TextDecoder;
+use mxq::model::text_encoder::TextEncoder;
 
 #[derive(Module, Debug)]
 struct TextPath {
@@ -50,20 +50,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     test.truncate(500);
     let (steps, lr, quant, dense) = (env("STEPS", 800), env("LR", 2e-3), env("QUANT", 0) == 1, env("DENSE", 0) == 1);
     let mut c = MxqConfig::demo().stage1;
-    c.text_layers = env("TEXT_LAYERS", c.text_layers);
-    let tok = CaptionTokenizer::train(train.iter().map(String::as_str), 128, c.token_length)?;
-    c.vocab_size = tok.vocab_size();
-    let (l, d, p) = (c.token_length, c.code_dim, c.text_positions);
+    c.text.layers = env("TEXT_LAYERS", c.text.layers);
+    let tok = CaptionTokenizer::train(train.iter().map(String::as_str), 128, c.text.token_length)?;
+    c.text.vocab_size = tok.vocab_size();
+    let (l, d, p) = (c.text.token_length, c.codebook.dim, c.text.positions);
     let device = mxq::cpu().autodiff();
     let mut m = TextPath {
         encoder: TextEncoder::new(&c, &device),
         decoder: TextDecoder::new(&c, &device),
         quantizer: CrossQuantizer::new(&c, &device),
         map: LinearConfig::new(p, p).init(&device),
-        embed: EmbeddingConfig::new(c.vocab_size, 32).init(&device),
+        embed: EmbeddingConfig::new(c.text.vocab_size, 32).init(&device),
         dense_in: LinearConfig::new(l * 32, p * d).init(&device),
         dense_out: LinearConfig::new(p * d, l * 64).init(&device),
-        vocab: LinearConfig::new(64, c.vocab_size).init(&device),
+        vocab: LinearConfig::new(64, c.text.vocab_size).init(&device),
     };
     let tokens = |caps: &[String], ids: &[usize], dev: &Device| -> Tensor<2, Int> {
         let t: Vec<i64> = ids.iter().flat_map(|&i| tok.encode(&caps[i])).map(i64::from).collect();
@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (logits, extra)
     };
     let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(1e-4).init();
-    let mut rng = mxq::rng::Rng::new(0, 0);
+    let mut rng = mxq::rng::Rng::new(0, mxq::rng::Stream::Test(0));
     let started = std::time::Instant::now();
     for step in 0..steps {
         let mut ids: Vec<usize> = (0..train.len()).collect();
@@ -106,8 +106,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let z = encode(&m, t.clone()).detach().into_data().try_into_vec_as::<f32>()?;
             let rows = z.len() / d;
             let vectors: Vec<f32> =
-                (0..c.codebook_size).flat_map(|k| z[(k % rows) * d..(k % rows + 1) * d].to_vec()).collect();
-            m.quantizer = m.quantizer.replace_codes(&(0..c.codebook_size).collect::<Vec<_>>(), &vectors);
+                (0..c.codebook.size).flat_map(|k| z[(k % rows) * d..(k % rows + 1) * d].to_vec()).collect();
+            m.quantizer = m.quantizer.replace_codes(&(0..c.codebook.size).collect::<Vec<_>>(), &vectors);
         }
         let (logits, extra) = forward(&m, t.clone());
         let [b, _, v] = logits.dims();
@@ -132,7 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = test.len() as f64;
     println!(
         "{}",
-        serde_json::json!({"steps": steps, "lr": lr, "quantized": quant, "dense": dense, "text_layers": c.text_layers,
+        serde_json::json!({"steps": steps, "lr": lr, "quantized": quant, "dense": dense, "text_layers": c.text.layers,
             "token_accuracy": accuracy, "exact": exact as f64 / n, "valid": valid as f64 / n,
             "seconds": started.elapsed().as_secs_f64()})
     );

@@ -1,6 +1,11 @@
-//! One typed configuration for both stages, with the `paper` and `demo` presets.
+//! One typed configuration for both stages, with the `paper` and `demo` presets: one
+//! sub-config per module, an enum for the quantizer variant of the paper's comparison.
 //! Saved as JSON inside checkpoints and bundles, so a model is always rebuilt from the
-//! exact sizes it was trained with; unknown keys are rejected, never ignored.
+//! exact sizes it was trained with; unknown keys are rejected, never ignored. Configs of the
+//! earlier flat layout (bundle format 2, older checkpoints) are read through
+//! [`legacy::Stage1Config`] and converted.
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,10 +14,10 @@ use crate::Error;
 /// Image side: the paper's 64×64, in every preset (the 8×8 code grid depends on it).
 pub const IMAGE_SIZE: usize = 64;
 
-/// Stage 1: encoders, cross quantizer, cross maps and decoders.
+/// The image encoder and decoder (mirrors of each other).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Stage1Config {
+pub struct ImageConfig {
     /// Channels of the three stride-2 convolutions (64 → 32 → 16 → 8).
     pub down_channels: [usize; 3],
     /// Width of the 3×3 conv and residual trunk at 8×8.
@@ -21,50 +26,94 @@ pub struct Stage1Config {
     pub res_blocks: usize,
     /// Inner width of each residual block.
     pub res_hidden: usize,
+}
+
+/// The text encoder and decoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
     /// Tokens per caption (padded or truncated).
     pub token_length: usize,
     /// Caption vocabulary, specials included (set from the trained tokenizer).
     pub vocab_size: usize,
     /// Token embedding width.
-    pub text_embed: usize,
+    pub embed: usize,
     /// 1-D conv layers of the text encoder (and of the text decoder).
-    pub text_layers: usize,
+    pub layers: usize,
     /// Kernel of the length-preserving 1-D convs (odd).
-    pub text_kernel: usize,
-    /// Text codes per pair (8 in the paper): the encoder maps the tokens to this many.
-    pub text_positions: usize,
-    /// Transformer layers of the joint encoder over the 72 positions.
-    pub joint_layers: usize,
-    pub joint_heads: usize,
-    pub joint_ff: usize,
-    pub dropout: f64,
-    /// Entries in the shared codebook.
-    pub codebook_size: usize,
-    /// Width of each code (and of the joint encoder).
-    pub code_dim: usize,
-    /// Weight of the commitment loss (β of VQ-VAE).
-    pub commitment: f64,
-    /// Hidden width of the text cross map (72 → this → 8).
-    pub text_cross_hidden: usize,
-    /// Share of 8×8 image patches zeroed during training.
-    pub image_mask_ratio: f64,
-    /// Share of caption tokens replaced by `[MASK]` during training.
-    pub text_mask_ratio: f64,
-    /// Side of a masked image patch.
-    pub mask_patch: usize,
-    /// Whether the joint Transformer encoder runs (off: an ablation of issue 4).
-    #[serde(default = "yes")]
-    pub joint: bool,
-    /// The separate-quantizers baseline (issue 4), the DALL·E-style way to model pairs:
-    /// image and text each get their own `codebook_size` codes (image codes first, text
-    /// codes after them, so the prior's vocabulary doubles) and each decoder reads only its
-    /// own modality's codes (no cross maps). Needs `joint: false`.
-    #[serde(default)]
-    pub separate_codebooks: bool,
+    pub kernel: usize,
+    /// Text positions of the unified sequence (8 in the paper): the encoder maps the tokens to this many.
+    pub positions: usize,
 }
 
-fn yes() -> bool {
-    true
+/// The codebook and its losses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodebookConfig {
+    /// Entries of a codebook (each modality has its own with [`Quantizer::Separate`]).
+    pub size: usize,
+    /// Width of each entry (and of the joint encoder).
+    pub dim: usize,
+    /// Weight of the commitment loss (β of VQ-VAE).
+    pub commitment: f64,
+}
+
+/// The joint Transformer encoder over the 72 positions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JointConfig {
+    pub layers: usize,
+    pub heads: usize,
+    /// Width of the feed-forward layers.
+    pub ff: usize,
+    pub dropout: f64,
+}
+
+/// The cross maps over the sequence axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossMapsConfig {
+    /// Hidden width of the text cross map (72 → this → 8).
+    pub text_hidden: usize,
+}
+
+/// How the two modalities meet in the code space: the model of the paper, or the baseline
+/// it is compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Quantizer {
+    /// MXQ-VAE's cross quantizer: one shared codebook quantizes all 72 positions and each
+    /// decoder reads every code through the cross maps. The joint encoder mixes the
+    /// modalities before quantization; `None` is the "no joint encoder" ablation.
+    Cross { joint: Option<JointConfig>, cross_maps: CrossMapsConfig },
+    /// The separate-quantizers baseline, the DALL·E-style way to model pairs: image and
+    /// text each get their own codebook of `codebook.size` entries (image entries first, so
+    /// the prior's vocabulary doubles), no joint encoder, and each decoder reads only its own
+    /// modality's codes (no cross maps).
+    Separate,
+}
+
+/// Input masking during training (paper §3.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Share of image patches zeroed.
+    pub image_ratio: f64,
+    /// Share of caption tokens replaced by `[MASK]`.
+    pub text_ratio: f64,
+    /// Side of a masked image patch.
+    pub patch: usize,
+}
+
+/// Stage 1: encoders, quantizer, cross maps and decoders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage1Config {
+    pub image: ImageConfig,
+    pub text: TextConfig,
+    pub codebook: CodebookConfig,
+    pub quantizer: Quantizer,
+    pub masking: MaskingConfig,
 }
 
 /// Stage 2: the GPT-style prior over `[start, 72 codes]`.
@@ -87,33 +136,62 @@ pub struct MxqConfig {
     pub prior: PriorConfig,
 }
 
+/// Which positions of the unified sequence draw from which rows of the codebook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGroup {
+    pub positions: Range<usize>,
+    pub entries: Range<usize>,
+}
+
 impl Stage1Config {
     /// Side of the image code grid (8 for 64×64 and three halvings).
     pub fn grid(&self) -> usize {
         IMAGE_SIZE >> 3
     }
-    /// Image codes per pair (64).
+    /// Image positions of the unified sequence (64).
     pub fn image_positions(&self) -> usize {
         self.grid() * self.grid()
     }
-    /// Codes per pair: the unified sequence (72 in the paper).
-    pub fn positions(&self) -> usize {
-        self.image_positions() + self.text_positions
+    /// Text positions of the unified sequence (8).
+    pub fn text_positions(&self) -> usize {
+        self.text.positions
     }
-    /// Rows of the codebook, which is also the prior's vocabulary: `codebook_size`, or
-    /// twice that with separate codebooks.
-    pub fn codes(&self) -> usize {
-        if self.separate_codebooks { 2 * self.codebook_size } else { self.codebook_size }
+    /// Codes per pair: the length of the unified sequence (72 in the paper).
+    pub fn sequence_length(&self) -> usize {
+        self.image_positions() + self.text_positions()
     }
-    /// Which positions draw from which codebook rows: one group (all positions, all codes)
-    /// for the cross quantizer; image positions → first half and text positions → second
-    /// half with separate codebooks.
-    pub fn code_groups(&self) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-        let (n, k) = (self.image_positions(), self.codebook_size);
-        if self.separate_codebooks {
-            vec![(0..n, 0..k), (n..self.positions(), k..2 * k)]
-        } else {
-            vec![(0..self.positions(), 0..k)]
+    /// Rows of the codebook tensor, which is also the prior's vocabulary: `codebook.size`,
+    /// or twice that with separate codebooks.
+    pub fn codebook_entries(&self) -> usize {
+        match self.quantizer {
+            Quantizer::Cross { .. } => self.codebook.size,
+            Quantizer::Separate => 2 * self.codebook.size,
+        }
+    }
+    /// The joint encoder, where the variant has one.
+    pub fn joint(&self) -> Option<&JointConfig> {
+        match &self.quantizer {
+            Quantizer::Cross { joint, .. } => joint.as_ref(),
+            Quantizer::Separate => None,
+        }
+    }
+    /// The cross maps, where the variant has them.
+    pub fn cross_maps(&self) -> Option<&CrossMapsConfig> {
+        match &self.quantizer {
+            Quantizer::Cross { cross_maps, .. } => Some(cross_maps),
+            Quantizer::Separate => None,
+        }
+    }
+    /// One group (all positions, all entries) for the cross quantizer; image positions →
+    /// first half and text positions → second half with separate codebooks.
+    pub fn code_groups(&self) -> Vec<CodeGroup> {
+        let (n, k) = (self.image_positions(), self.codebook.size);
+        match self.quantizer {
+            Quantizer::Cross { .. } => vec![CodeGroup { positions: 0..self.sequence_length(), entries: 0..k }],
+            Quantizer::Separate => vec![
+                CodeGroup { positions: 0..n, entries: 0..k },
+                CodeGroup { positions: n..self.sequence_length(), entries: k..2 * k },
+            ],
         }
     }
 }
@@ -125,29 +203,14 @@ impl MxqConfig {
         Self {
             preset: "paper".into(),
             stage1: Stage1Config {
-                down_channels: [64, 128, 256],
-                hidden: 256,
-                res_blocks: 6,
-                res_hidden: 256,
-                token_length: 64,
-                vocab_size: 64,
-                text_embed: 128,
-                text_layers: 4,
-                text_kernel: 5,
-                text_positions: 8,
-                joint_layers: 4,
-                joint_heads: 2,
-                joint_ff: 512,
-                dropout: 0.1,
-                codebook_size: 256,
-                code_dim: 128,
-                commitment: 0.25,
-                text_cross_hidden: 32,
-                image_mask_ratio: 0.3,
-                text_mask_ratio: 0.3,
-                mask_patch: 8,
-                joint: true,
-                separate_codebooks: false,
+                image: ImageConfig { down_channels: [64, 128, 256], hidden: 256, res_blocks: 6, res_hidden: 256 },
+                text: TextConfig { token_length: 64, vocab_size: 64, embed: 128, layers: 4, kernel: 5, positions: 8 },
+                codebook: CodebookConfig { size: 256, dim: 128, commitment: 0.25 },
+                quantizer: Quantizer::Cross {
+                    joint: Some(JointConfig { layers: 4, heads: 2, ff: 512, dropout: 0.1 }),
+                    cross_maps: CrossMapsConfig { text_hidden: 32 },
+                },
+                masking: MaskingConfig { image_ratio: 0.3, text_ratio: 0.3, patch: 8 },
             },
             prior: PriorConfig { layers: 8, heads: 8, d_model: 512, dropout: 0.1 },
         }
@@ -157,20 +220,18 @@ impl MxqConfig {
     /// narrower convs, two residual blocks, two joint layers and a 4-layer prior of
     /// width 256, so that both stages train on two CPU cores in about an hour.
     pub fn demo() -> Self {
-        let paper = Self::paper();
+        let paper = Self::paper().stage1;
         Self {
             preset: "demo".into(),
             stage1: Stage1Config {
-                down_channels: [32, 64, 128],
-                hidden: 128,
-                res_blocks: 2,
-                res_hidden: 64,
-                text_embed: 64,
-                joint_layers: 2,
-                joint_ff: 256,
-                code_dim: 64,
-                dropout: 0.0,
-                ..paper.stage1
+                image: ImageConfig { down_channels: [32, 64, 128], hidden: 128, res_blocks: 2, res_hidden: 64 },
+                text: TextConfig { embed: 64, ..paper.text },
+                codebook: CodebookConfig { dim: 64, ..paper.codebook },
+                quantizer: Quantizer::Cross {
+                    joint: Some(JointConfig { layers: 2, heads: 2, ff: 256, dropout: 0.0 }),
+                    cross_maps: CrossMapsConfig { text_hidden: 32 },
+                },
+                ..paper
             },
             prior: PriorConfig { layers: 4, heads: 4, d_model: 256, dropout: 0.0 },
         }
@@ -178,21 +239,18 @@ impl MxqConfig {
 
     /// A very small model for tests: same grid and sequence, everything narrow.
     pub fn tiny() -> Self {
-        let demo = Self::demo();
+        let demo = Self::demo().stage1;
         Self {
             preset: "tiny".into(),
             stage1: Stage1Config {
-                down_channels: [8, 8, 16],
-                hidden: 16,
-                res_blocks: 1,
-                res_hidden: 8,
-                text_embed: 16,
-                joint_layers: 1,
-                joint_ff: 32,
-                code_dim: 16,
-                codebook_size: 32,
-                text_cross_hidden: 16,
-                ..demo.stage1
+                image: ImageConfig { down_channels: [8, 8, 16], hidden: 16, res_blocks: 1, res_hidden: 8 },
+                text: TextConfig { embed: 16, ..demo.text },
+                codebook: CodebookConfig { size: 32, dim: 16, ..demo.codebook },
+                quantizer: Quantizer::Cross {
+                    joint: Some(JointConfig { layers: 1, heads: 2, ff: 32, dropout: 0.0 }),
+                    cross_maps: CrossMapsConfig { text_hidden: 16 },
+                },
+                ..demo
             },
             prior: PriorConfig { layers: 1, heads: 2, d_model: 32, dropout: 0.0 },
         }
@@ -208,20 +266,22 @@ impl MxqConfig {
         }
     }
 
-    /// The paper's comparison (issue 4) as configs of the same code: `mxq` (unchanged),
-    /// `no-masking` (mask ratios 0), `no-joint` (no joint Transformer encoder) and
-    /// `separate` (an image VQ-VAE and a text VQ-VAE with their own codebooks, no joint
-    /// encoder, no cross maps, no masking: the DALL·E-style baseline).
+    /// The paper's comparison as configs of the same code: `mxq` (unchanged), `no-masking`
+    /// (mask ratios 0), `no-joint` (no joint Transformer encoder) and `separate` (an image
+    /// VQ-VAE and a text VQ-VAE with their own codebooks, no joint encoder, no cross maps,
+    /// no masking: the DALL·E-style baseline).
     pub fn variant(mut self, name: &str) -> Result<Self, Error> {
         let s = &mut self.stage1;
         match name {
             "mxq" => {}
-            "no-masking" => (s.image_mask_ratio, s.text_mask_ratio) = (0.0, 0.0),
-            "no-joint" => s.joint = false,
+            "no-masking" => (s.masking.image_ratio, s.masking.text_ratio) = (0.0, 0.0),
+            "no-joint" => match &mut s.quantizer {
+                Quantizer::Cross { joint, .. } => *joint = None,
+                Quantizer::Separate => {}
+            },
             "separate" => {
-                (s.image_mask_ratio, s.text_mask_ratio) = (0.0, 0.0);
-                s.joint = false;
-                s.separate_codebooks = true;
+                (s.masking.image_ratio, s.masking.text_ratio) = (0.0, 0.0);
+                s.quantizer = Quantizer::Separate;
             }
             _ => {
                 return Err(Error::Config(format!("unknown variant '{name}' ({})", Self::VARIANTS.join(", "))));
@@ -237,9 +297,15 @@ impl MxqConfig {
         serde_json::to_string_pretty(self).expect("config serializes")
     }
 
-    /// Parses and checks a config.
+    /// Parses and checks a config, of this layout or of the earlier flat one.
     pub fn from_json(json: &str) -> Result<Self, Error> {
-        let cfg: Self = serde_json::from_str(json).map_err(|e| Error::Config(e.to_string()))?;
+        let bad = |e: serde_json::Error| Error::Config(e.to_string());
+        let value: serde_json::Value = serde_json::from_str(json).map_err(bad)?;
+        let cfg: Self = if legacy::is_flat(&value) {
+            serde_json::from_value::<legacy::MxqConfig>(value).map_err(bad)?.into()
+        } else {
+            serde_json::from_value(value).map_err(bad)?
+        };
         cfg.check()?;
         Ok(cfg)
     }
@@ -248,33 +314,136 @@ impl MxqConfig {
     pub fn check(&self) -> Result<(), Error> {
         let s = &self.stage1;
         let bad = |why: String| Err(Error::Config(why));
-        if s.text_kernel.is_multiple_of(2) {
-            return bad(format!("text convs need an odd kernel (got {})", s.text_kernel));
+        if s.text.kernel.is_multiple_of(2) {
+            return bad(format!("text convs need an odd kernel (got {})", s.text.kernel));
         }
-        if s.text_positions == 0 || s.text_positions > s.token_length {
-            return bad(format!("{} text positions for {} tokens", s.text_positions, s.token_length));
+        if s.text.positions == 0 || s.text.positions > s.text.token_length {
+            return bad(format!("{} text positions for {} tokens", s.text.positions, s.text.token_length));
         }
-        if s.text_cross_hidden < 2 * s.text_positions {
+        if let Some(maps) = s.cross_maps()
+            && maps.text_hidden < 2 * s.text.positions
+        {
             return bad(format!(
                 "text cross map hidden width {} is under twice the {} text positions (its identity start needs both signs)",
-                s.text_cross_hidden, s.text_positions
+                maps.text_hidden, s.text.positions
             ));
         }
-        if !s.code_dim.is_multiple_of(s.joint_heads) || !self.prior.d_model.is_multiple_of(self.prior.heads) {
+        let joint_heads = s.joint().map_or(1, |j| j.heads);
+        if joint_heads == 0 || self.prior.heads == 0 {
+            return bad("head counts must be positive".into());
+        }
+        if !s.codebook.dim.is_multiple_of(joint_heads) || !self.prior.d_model.is_multiple_of(self.prior.heads) {
             return bad("widths must be multiples of their head counts".into());
         }
-        if s.vocab_size < 4 || s.codebook_size < 2 {
-            return bad(format!("vocab {} / codebook {} too small", s.vocab_size, s.codebook_size));
+        if s.text.vocab_size < 4 || s.codebook.size < 2 {
+            return bad(format!("vocab {} / codebook {} too small", s.text.vocab_size, s.codebook.size));
         }
-        if !(0.0..1.0).contains(&s.image_mask_ratio) || !(0.0..1.0).contains(&s.text_mask_ratio) {
+        if !(0.0..1.0).contains(&s.masking.image_ratio) || !(0.0..1.0).contains(&s.masking.text_ratio) {
             return bad("mask ratios must be in [0, 1)".into());
         }
-        if s.separate_codebooks && s.joint {
-            return bad("separate codebooks code each modality on its own: set joint to false".into());
-        }
-        if s.mask_patch == 0 || !IMAGE_SIZE.is_multiple_of(s.mask_patch) {
-            return bad(format!("mask patch {} must divide {IMAGE_SIZE}", s.mask_patch));
+        if s.masking.patch == 0 || !IMAGE_SIZE.is_multiple_of(s.masking.patch) {
+            return bad(format!("mask patch {} must divide {IMAGE_SIZE}", s.masking.patch));
         }
         Ok(())
+    }
+}
+
+/// The flat config layout of bundle format 2 and the checkpoints written with it, read
+/// and converted (never written).
+pub mod legacy {
+    use serde::Deserialize;
+
+    /// Whether a config's JSON is the flat layout (`stage1.down_channels` at the top).
+    pub fn is_flat(value: &serde_json::Value) -> bool {
+        value.get("stage1").and_then(|s| s.get("down_channels")).is_some()
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct MxqConfig {
+        pub preset: String,
+        pub stage1: Stage1Config,
+        pub prior: super::PriorConfig,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Stage1Config {
+        pub down_channels: [usize; 3],
+        pub hidden: usize,
+        pub res_blocks: usize,
+        pub res_hidden: usize,
+        pub token_length: usize,
+        pub vocab_size: usize,
+        pub text_embed: usize,
+        pub text_layers: usize,
+        pub text_kernel: usize,
+        pub text_positions: usize,
+        pub joint_layers: usize,
+        pub joint_heads: usize,
+        pub joint_ff: usize,
+        pub dropout: f64,
+        pub codebook_size: usize,
+        pub code_dim: usize,
+        pub commitment: f64,
+        pub text_cross_hidden: usize,
+        pub image_mask_ratio: f64,
+        pub text_mask_ratio: f64,
+        pub mask_patch: usize,
+        #[serde(default = "yes")]
+        pub joint: bool,
+        #[serde(default)]
+        pub separate_codebooks: bool,
+    }
+
+    fn yes() -> bool {
+        true
+    }
+
+    impl From<MxqConfig> for super::MxqConfig {
+        fn from(c: MxqConfig) -> Self {
+            use super::*;
+            let s = c.stage1;
+            let quantizer = if s.separate_codebooks {
+                Quantizer::Separate
+            } else {
+                Quantizer::Cross {
+                    joint: s.joint.then_some(JointConfig {
+                        layers: s.joint_layers,
+                        heads: s.joint_heads,
+                        ff: s.joint_ff,
+                        dropout: s.dropout,
+                    }),
+                    cross_maps: CrossMapsConfig { text_hidden: s.text_cross_hidden },
+                }
+            };
+            Self {
+                preset: c.preset,
+                stage1: Stage1Config {
+                    image: ImageConfig {
+                        down_channels: s.down_channels,
+                        hidden: s.hidden,
+                        res_blocks: s.res_blocks,
+                        res_hidden: s.res_hidden,
+                    },
+                    text: TextConfig {
+                        token_length: s.token_length,
+                        vocab_size: s.vocab_size,
+                        embed: s.text_embed,
+                        layers: s.text_layers,
+                        kernel: s.text_kernel,
+                        positions: s.text_positions,
+                    },
+                    codebook: CodebookConfig { size: s.codebook_size, dim: s.code_dim, commitment: s.commitment },
+                    quantizer,
+                    masking: MaskingConfig {
+                        image_ratio: s.image_mask_ratio,
+                        text_ratio: s.text_mask_ratio,
+                        patch: s.mask_patch,
+                    },
+                },
+                prior: c.prior,
+            }
+        }
     }
 }

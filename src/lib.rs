@@ -2,33 +2,36 @@
 //! unconditional generation of image–caption pairs through one shared code space.
 //!
 //! Data flows `pair → encode → codes → decode → pair`:
-//! stage 1 ([`mxq_vae::MxqVae`]) turns a pair into 72 codes of one shared codebook and back;
-//! stage 2 ([`prior::Prior`]) learns to write new code sequences, which [`sampler`] draws and
-//! the decoders turn into new pairs. [`bundle`] ships the decode half and the prior as int8.
+//! stage 1 ([`model::mxq_vae::MxqVae`]) turns a pair into 72 codes of one shared codebook and
+//! back; stage 2 ([`model::prior::Prior`]) learns to write new code sequences, which
+//! [`sample`] draws and the decoders turn into new pairs. [`bundle`] ships the decode half
+//! and the prior as int8.
+//!
+//! One folder per layer, each importing only the layers before it (a test checks this):
+//! 1. the base: [`config`], [`error`], [`rng`], [`weights`];
+//! 2. [`data`]: Caption MNIST, pairs folders, tokenizer, masking, batching;
+//! 3. [`model`]: the modules of both stages;
+//! 4. [`kernels`]: the CPU sampling kernels and the packed prior;
+//! 5. [`bundle`]: the single-file format the page and the CLI load;
+//! 6. [`sample`]: drawing codes and generating pairs;
+//! 7. [`eval`] and [`train`], which do not import each other.
+
+pub mod config;
+pub mod error;
+pub mod rng;
+pub mod weights;
+
+pub mod data;
+
+pub mod model;
+
+pub mod kernels;
 
 pub mod bundle;
-pub mod config;
-pub mod cross_maps;
-pub mod cross_quantizer;
-pub mod data;
-pub mod decoders;
-pub mod digit_classifier;
-pub mod error;
-pub mod frechet;
-pub mod generate;
-pub mod image_encoder;
-pub mod joint_encoder;
-pub mod judge;
-pub mod masking;
-pub mod mxq_vae;
-pub mod prior;
-pub mod reconstruction;
-pub mod residual;
-pub mod rng;
-pub mod sampler;
-pub mod sampling_kernels;
-pub mod text_encoder;
-pub mod tokenizer;
+
+pub mod sample;
+
+pub mod eval;
 pub mod train;
 
 pub use config::MxqConfig;

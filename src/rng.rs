@@ -1,8 +1,11 @@
 //! A small seeded random generator (SplitMix64).
 //!
-//! Written by hand because CAPTION_MNIST.md requires byte-identical pairs for a seed on
-//! every platform and every future build: a fixed 64-bit mixer pins that, whereas `rand`
+//! Written by hand because `docs/CAPTION_MNIST.md` requires byte-identical pairs for a seed
+//! on every platform and every future build: a fixed 64-bit mixer pins that, whereas `rand`
 //! makes no promise that its generators' output stays the same across versions.
+//!
+//! Every use of a seed names its [`Stream`]; the streams' ids are disjoint by construction,
+//! so two uses of one seed never draw the same numbers.
 
 /// SplitMix64 (Steele, Lea & Flood 2014): one `u64` of state, full period, good mixing.
 #[derive(Debug, Clone)]
@@ -10,10 +13,49 @@ pub struct Rng {
     state: u64,
 }
 
+/// The independent uses of a seed. Caption MNIST's pairs keep the plain pair index as their
+/// stream (the data set's bytes depend on it); every other use sets a tag in the top byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Caption MNIST pair `index` (below 2^56).
+    CaptionPair(u64),
+    /// Input masking and codebook upkeep of training step `step`.
+    TrainStep(u64),
+    /// The order of the training items in `epoch`.
+    EpochOrder(u64),
+    /// Drawing codes from the prior.
+    Sampling,
+    /// The judge's digit classifier, epoch `epoch`.
+    JudgeEpoch(u64),
+    /// Synthetic inputs of `mxq bench`.
+    Bench,
+    /// Tests' own draws, numbered by the test.
+    Test(u64),
+}
+
+impl Stream {
+    const TAG: u32 = 56;
+
+    /// The stream's id: `(tag << 56) | n`.
+    pub fn id(self) -> u64 {
+        let (tag, n) = match self {
+            Self::CaptionPair(i) => (0, i),
+            Self::TrainStep(s) => (1, s),
+            Self::EpochOrder(e) => (2, e),
+            Self::Sampling => (3, 0),
+            Self::JudgeEpoch(e) => (4, e),
+            Self::Bench => (5, 0),
+            Self::Test(n) => (6, n),
+        };
+        assert!(n < 1 << Self::TAG, "{self:?}: stream number out of range");
+        (tag << Self::TAG) | n
+    }
+}
+
 impl Rng {
-    /// A generator for `seed`; `stream` separates independent uses of one seed.
-    pub fn new(seed: u64, stream: u64) -> Self {
-        let mut rng = Self { state: seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03) };
+    /// A generator for `seed` and one of its streams.
+    pub fn new(seed: u64, stream: Stream) -> Self {
+        let mut rng = Self { state: seed ^ stream.id().wrapping_mul(0xD1B5_4A32_D192_ED03) };
         rng.next_u64(); // decorrelate nearby seeds
         rng
     }
@@ -52,14 +94,35 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_and_uniform_range() {
-        let (mut a, mut b) = (Rng::new(7, 1), Rng::new(7, 1));
+        let (mut a, mut b) = (Rng::new(7, Stream::TrainStep(1)), Rng::new(7, Stream::TrainStep(1)));
         assert!((0..100).all(|_| a.next_u64() == b.next_u64()));
-        assert_ne!(Rng::new(7, 1).next_u64(), Rng::new(7, 2).next_u64());
-        let mut r = Rng::new(3, 0);
+        assert_ne!(Rng::new(7, Stream::TrainStep(1)).next_u64(), Rng::new(7, Stream::TrainStep(2)).next_u64());
+        let mut r = Rng::new(3, Stream::Test(0));
         let mut counts = [0usize; 5];
         for _ in 0..5000 {
             counts[r.below(5)] += 1;
         }
         assert!(counts.iter().all(|&c| (900..1100).contains(&c)), "{counts:?}");
+    }
+
+    #[test]
+    fn streams_of_one_seed_never_share_an_id() {
+        let streams = |n: u64| {
+            [
+                Stream::CaptionPair(n),
+                Stream::TrainStep(n),
+                Stream::EpochOrder(n),
+                Stream::JudgeEpoch(n),
+                Stream::Test(n),
+            ]
+        };
+        let mut ids: Vec<u64> = (0..50).flat_map(streams).map(Stream::id).collect();
+        ids.extend([Stream::Sampling.id(), Stream::Bench.id()]);
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "two streams share an id");
+        // the pair index is the Caption MNIST stream itself: the data set's bytes depend on it
+        assert_eq!(Stream::CaptionPair(12).id(), 12);
     }
 }

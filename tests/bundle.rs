@@ -4,15 +4,16 @@ mod common;
 
 use burn::prelude::*;
 use mxq::MxqConfig;
-use mxq::bundle::{self, BLOCK, Generator, Precision, dequantize_blocks, quantize_blocks};
+use mxq::bundle::{self, Generator, LoadOptions, Precision};
+use mxq::kernels::int8::{BLOCK, dequantize_blocks, quantize_blocks};
 use safetensors::SafeTensors;
 
-fn setup() -> (Generator, MxqConfig, mxq::tokenizer::CaptionTokenizer, Device) {
+fn setup() -> (Generator, MxqConfig, mxq::data::tokenizer::CaptionTokenizer, Device) {
     let device = mxq::cpu();
     device.seed(3);
     let tok = common::tokenizer(&common::pairs(200));
     let mut cfg = MxqConfig::tiny();
-    cfg.stage1.vocab_size = tok.vocab_size();
+    cfg.stage1.text.vocab_size = tok.vocab_size();
     (Generator::new(&cfg, &device), cfg, tok, device)
 }
 
@@ -39,12 +40,12 @@ fn f32_bundle_is_exact_and_int8_bundle_is_close_and_smaller() {
     let int8_bytes = bundle::export(&generator, &cfg, &tok, Precision::Int8).unwrap();
     assert!(int8_bytes.len() * 3 < f32_bytes.len(), "{} vs {}", int8_bytes.len(), f32_bytes.len());
 
-    let exact = bundle::load(&f32_bytes, &device).unwrap();
+    let exact = bundle::load(&f32_bytes, &device, LoadOptions::default()).unwrap();
     assert_eq!(exact.config, cfg);
     let out = exact.generator.decoder.decode(codes(&device));
     assert!((out.image - reference.image.clone()).abs().max().into_scalar::<f32>() < 1e-6);
 
-    let int8 = bundle::load(&int8_bytes, &device).unwrap();
+    let int8 = bundle::load(&int8_bytes, &device, LoadOptions::default()).unwrap();
     let out = int8.generator.decoder.decode(codes(&device));
     let scale = reference.image.clone().abs().max().into_scalar::<f32>();
     let diff = (out.image - reference.image).abs().max().into_scalar::<f32>();
@@ -70,7 +71,7 @@ fn with_metadata(bytes: &[u8], key: &str, value: &str) -> Vec<u8> {
 fn bad_bundles_give_named_errors() {
     let (generator, cfg, tok, device) = setup();
     let good = bundle::export(&generator, &cfg, &tok, Precision::Int8).unwrap();
-    let err = |bytes: &[u8]| bundle::load(bytes, &device).unwrap_err().to_string();
+    let err = |bytes: &[u8]| bundle::load(bytes, &device, LoadOptions::default()).unwrap_err().to_string();
 
     assert!(err(&good[..good.len() - 100]).contains("truncated"));
     assert!(err(&good[..5]).contains("truncated"));
@@ -80,14 +81,15 @@ fn bad_bundles_give_named_errors() {
     flipped[at] ^= 0x40;
     assert!(err(&flipped).contains("integrity"));
     assert!(err(&with_metadata(&good, "version", "1")).contains("version 1"));
+    assert!(err(&with_metadata(&good, "version", "4")).contains("version 4"));
     assert!(err(&with_metadata(&good, "format", "other")).contains("format"));
     let foreign = safetensors::serialize(Vec::<(String, safetensors::tensor::TensorView)>::new(), None).unwrap();
     assert!(err(&foreign).contains("not an mxq bundle"));
     // weights of another shape than the config says
     let mut other = cfg.clone();
-    other.stage1.hidden *= 2;
-    let weights = bundle::save_weights(&generator, Default::default()).unwrap();
-    let e = bundle::load_weights(&mut Generator::new(&other, &device), weights).unwrap_err().to_string();
+    other.stage1.image.hidden *= 2;
+    let weights = mxq::weights::save_weights(&generator, Default::default()).unwrap();
+    let e = mxq::weights::load_weights(&mut Generator::new(&other, &device), weights).unwrap_err().to_string();
     assert!(e.contains("do not fit"), "{e}");
 }
 
@@ -100,7 +102,7 @@ fn separate_codebooks_bundle_round_trips_without_cross_maps() {
     let names: Vec<String> =
         SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(str::to_string).collect();
     assert!(!names.iter().any(|n| n.contains("cross_maps")), "{names:?}");
-    let loaded = bundle::load(&bytes, &device).unwrap();
+    let loaded = bundle::load(&bytes, &device, LoadOptions::default()).unwrap();
     assert_eq!(loaded.config, cfg);
     // text codes live in the second half of the 64-row codebook
     let codes = codes(&device)
@@ -113,6 +115,6 @@ fn separate_codebooks_bundle_round_trips_without_cross_maps() {
     assert_eq!(loaded.generator.prior.forward(codes).dims()[2], 64);
     // weights of the shared-codebook shape under a separate config: a named error, no panic
     let wrong = bundle::export(&shared_generator, &cfg, &tok, Precision::F32).unwrap();
-    let err = bundle::load(&wrong, &device).unwrap_err().to_string();
+    let err = bundle::load(&wrong, &device, LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("codebook") || err.contains("cross_maps"), "{err}");
 }

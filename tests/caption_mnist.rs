@@ -4,7 +4,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use mxq::data::caption_mnist::{CaptionMnist, Colour, ParseError, Region, SIDE, Split, TRAIN_DIGITS, parse_caption};
+use mxq::data::caption_mnist::{CaptionMnist, Split, TRAIN_DIGITS};
+use mxq::data::grammar::{Colour, ParseError, Region, SIDE, parse_caption};
 use mxq::data::idx::read_idx;
 
 #[test]
@@ -129,11 +130,11 @@ fn rule_judge_reads_regions_and_colours_of_real_pairs() {
             let p = g.pair(i);
             let mut truth: Vec<_> = p.units.iter().map(|u| (u.region, u.colour)).collect();
             truth.sort();
-            let mut read = mxq::judge::read_layout(&p.image);
+            let mut read = mxq::eval::judge::read_layout(&p.image);
             read.sort();
             truth == read
         })
         .count();
     assert!(agree as f64 >= 0.99 * n as f64, "layout and colours read right on {agree}/{n} real pairs");
-    assert!(mxq::judge::read_layout(&vec![0u8; SIDE * SIDE * 3]).is_empty());
+    assert!(mxq::eval::judge::read_layout(&vec![0u8; SIDE * SIDE * 3]).is_empty());
 }

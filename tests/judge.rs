@@ -4,7 +4,7 @@
 mod common;
 
 use mxq::data::caption_mnist::{CaptionMnist, Split, TRAIN_DIGITS};
-use mxq::judge::Judge;
+use mxq::eval::judge::Judge;
 
 fn shipped() -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/judge.safetensors"))
@@ -17,7 +17,7 @@ fn judge_reads_real_test_pairs_like_their_ground_truth() {
     let judge = Judge::from_bytes(shipped(), &device).unwrap();
     let digits = common::digits();
     let test = digits.subset(TRAIN_DIGITS..digits.len());
-    let accuracy = mxq::digit_classifier::accuracy(&judge.classifier, &test, &device);
+    let accuracy = mxq::eval::digit_classifier::accuracy(&judge.classifier, &test, &device);
     assert!(accuracy >= 0.985, "shipped judge reads {accuracy:.4} of the held-out test digits (spec: 98.5%)");
     assert!((accuracy - judge.test_accuracy).abs() < 1e-9, "the file records what it measures");
     let g = CaptionMnist::split(&digits, Split::Test, None).unwrap();
@@ -66,8 +66,8 @@ fn damaged_judge_files_are_named_errors() {
 
 #[test]
 fn frechet_distance_is_zero_on_itself_and_the_squared_shift_between_shifted_sets() {
-    use mxq::frechet::frechet_distance;
-    let mut rng = mxq::rng::Rng::new(3, 0);
+    use mxq::eval::frechet::frechet_distance;
+    let mut rng = mxq::rng::Rng::new(3, mxq::rng::Stream::Test(0));
     let a: Vec<Vec<f32>> = (0..300).map(|_| (0..6).map(|_| rng.unit_f32() * 2.0 - 1.0).collect()).collect();
     assert!(frechet_distance(&a, &a).unwrap() < 1e-9);
     // same covariance, means 0.5 apart in each of 6 dimensions: 6 × 0.25

@@ -3,14 +3,16 @@
 
 mod common;
 
+use common::{prior_losses, stage1_steps, tiny_options, tiny_run};
+
 use burn::prelude::*;
 use mxq::MxqConfig;
-use mxq::cross_quantizer::CrossQuantizer;
-use mxq::mxq_vae::MxqVae;
-use mxq::prior::{KvCache, Prior};
-use mxq::tokenizer::CaptionTokenizer;
-use mxq::train::{self, PairSet, StepReport, TrainOptions};
-use std::path::Path;
+use mxq::data::PairSet;
+use mxq::model::codebook_upkeep::CodeCounts;
+use mxq::model::cross_quantizer::CrossQuantizer;
+use mxq::model::mxq_vae::MxqVae;
+use mxq::model::prior::{KvCache, Prior};
+use mxq::train::{self, TrainOptions};
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     (a - b).abs().max().into_scalar::<f32>()
@@ -21,17 +23,17 @@ fn quantizer_picks_the_nearest_code_and_passes_gradients_straight_through() {
     let device = mxq::cpu().autodiff();
     let cfg = MxqConfig::tiny().stage1;
     let q = CrossQuantizer::new(&cfg, &device);
-    let z =
-        Tensor::<3>::random([2, 5, cfg.code_dim], burn::tensor::Distribution::Normal(0.0, 0.1), &device).require_grad();
+    let z = Tensor::<3>::random([2, 5, cfg.codebook.dim], burn::tensor::Distribution::Normal(0.0, 0.1), &device)
+        .require_grad();
     let out = q.forward(z.clone());
     // brute force nearest code
     let codebook = q.codebook.val().into_data().try_into_vec_as::<f32>().unwrap();
     let zs = z.clone().into_data().try_into_vec_as::<f32>().unwrap();
     let codes = out.codes.clone().into_data().try_into_vec_as::<i64>().unwrap();
-    let d = cfg.code_dim;
+    let d = cfg.codebook.dim;
     for (n, &code) in codes.iter().enumerate() {
         let dist = |k: usize| (0..d).map(|i| (zs[n * d + i] - codebook[k * d + i]).powi(2)).sum::<f32>();
-        let best = (0..cfg.codebook_size).min_by(|&a, &b| dist(a).total_cmp(&dist(b))).unwrap();
+        let best = (0..cfg.codebook.size).min_by(|&a, &b| dist(a).total_cmp(&dist(b))).unwrap();
         assert!(dist(code as usize) <= dist(best) + 1e-6, "position {n}");
     }
     // forward value is the code vector, the gradient reaches z unchanged
@@ -56,7 +58,7 @@ fn quantizer_picks_the_nearest_code_and_passes_gradients_straight_through() {
 fn ema_update_moves_taken_codes_to_their_mean_and_leaves_the_others() {
     let device = mxq::cpu();
     let cfg = MxqConfig::tiny().stage1;
-    let d = cfg.code_dim;
+    let d = cfg.codebook.dim;
     let q = CrossQuantizer::new(&cfg, &device);
     let before = q.codebook.val().into_data().try_into_vec_as::<f32>().unwrap();
     // code 1 takes two vectors (all 1.0 and all 3.0), code 4 one (all -2.0)
@@ -84,10 +86,10 @@ fn ema_update_moves_taken_codes_to_their_mean_and_leaves_the_others() {
 fn cross_maps_start_as_the_identity_on_their_own_modality() {
     let device = mxq::cpu();
     let cfg = MxqConfig::tiny().stage1;
-    let maps = mxq::cross_maps::CrossMaps::new(&cfg, &device);
-    let (n, d) = (cfg.positions(), cfg.code_dim);
+    let maps = mxq::model::cross_maps::CrossMaps::new(&cfg, cfg.cross_maps().unwrap(), &device);
+    let (n, d) = (cfg.sequence_length(), cfg.codebook.dim);
     let codes = Tensor::<3>::random([2, n, d], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let (image, text) = maps.forward(codes.clone());
+    let mxq::model::cross_maps::Latents { image, text } = maps.forward(codes.clone());
     let own_image = codes.clone().slice([0..2, 0..64]).swap_dims(1, 2).reshape([2, d, 8, 8]);
     assert!(max_abs_diff(image, own_image) < 1e-5);
     let own_text = codes.slice([0..2, 64..n]).swap_dims(1, 2);
@@ -101,11 +103,10 @@ fn stage1_maps_pairs_to_72_codes_and_back() {
     let pairs = common::pairs(3);
     let tok = common::tokenizer(&common::pairs(100));
     let mut s1 = cfg.stage1.clone();
-    s1.vocab_size = tok.vocab_size();
+    s1.text.vocab_size = tok.vocab_size();
     let vae = MxqVae::new(&s1, &device);
     let data = PairSet::new(&pairs, &tok);
-    let (images, tokens) = data.batch(&[0, 1, 2], None, &device);
-    let codes = vae.encode(images, tokens);
+    let codes = vae.encode(data.batch(&[0, 1, 2], None, &device));
     assert_eq!(codes.dims(), [3, 72]);
     let decoded = vae.decoder.decode(codes);
     assert_eq!(decoded.image.dims(), [3, 3, 64, 64]);
@@ -118,12 +119,12 @@ fn separate_codebooks_code_each_modality_on_its_own() {
     let pairs = common::pairs(4);
     let tok = common::tokenizer(&common::pairs(100));
     let mut s1 = MxqConfig::tiny().variant("separate").unwrap().stage1;
-    s1.vocab_size = tok.vocab_size();
-    let k = s1.codebook_size as i64;
+    s1.text.vocab_size = tok.vocab_size();
+    let k = s1.codebook.size as i64;
     let vae = MxqVae::new(&s1, &device);
-    assert_eq!(vae.decoder.quantizer.codebook.dims(), [2 * s1.codebook_size, s1.code_dim]);
-    let (images, tokens) = PairSet::new(&pairs, &tok).batch(&[0, 1, 2, 3], None, &device);
-    let codes = vae.encode(images, tokens).into_data().try_into_vec_as::<i64>().unwrap();
+    assert_eq!(vae.decoder.quantizer.codebook.dims(), [2 * s1.codebook.size, s1.codebook.dim]);
+    let codes = vae.encode(PairSet::new(&pairs, &tok).batch(&[0, 1, 2, 3], None, &device));
+    let codes = codes.into_data().try_into_vec_as::<i64>().unwrap();
     for (i, &c) in codes.iter().enumerate() {
         let want = if i % 72 < 64 { 0..k } else { k..2 * k };
         assert!(want.contains(&c), "position {} got code {c}, outside {want:?}", i % 72);
@@ -153,54 +154,9 @@ fn prior_cached_steps_equal_the_full_forward() {
     assert!(max_abs_diff(full, Tensor::cat(steps, 1)) < 1e-4);
 }
 
-fn tiny_options(steps: usize) -> TrainOptions {
-    TrainOptions {
-        epochs: 100,
-        batch_size: 8,
-        learning_rate: 2e-3,
-        warmup_steps: 1,
-        max_steps: Some(steps),
-        checkpoint_every: 1000,
-        log_every: 5,
-        ..TrainOptions::default()
-    }
-}
-
-/// Trains (or resumes) stage 1 in `dir` on an autodiff CPU device; the report of each step.
-fn stage1_steps(
-    dir: &Path,
-    cfg: &MxqConfig,
-    tok: &CaptionTokenizer,
-    data: &PairSet,
-    options: &TrainOptions,
-) -> Vec<StepReport> {
-    let mut steps = Vec::new();
-    let device = mxq::cpu().autodiff();
-    train::train_stage1(dir, cfg, tok, data, options, &device, &mut |r| steps.push(r.clone()), &mut |_| {}).unwrap();
-    steps
-}
-
-/// Trains the prior in `dir` on `codes`; the loss of each step.
-fn prior_losses(
-    dir: &Path,
-    cfg: &MxqConfig,
-    tok: &CaptionTokenizer,
-    codes: &[u32],
-    options: &TrainOptions,
-) -> Vec<f64> {
-    let mut losses = Vec::new();
-    let device = mxq::cpu().autodiff();
-    train::train_prior(dir, cfg, tok, codes, options, &device, &mut |r| losses.push(r.loss), &mut |_| {}).unwrap();
-    losses
-}
-
 #[test]
 fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
-    let pairs = common::pairs(16);
-    let tok = common::tokenizer(&common::pairs(200));
-    let mut cfg = MxqConfig::tiny();
-    cfg.stage1.vocab_size = tok.vocab_size();
-    let data = PairSet::new(&pairs, &tok);
+    let (cfg, tok, data) = tiny_run(MxqConfig::tiny());
     let dir = tempfile::tempdir().unwrap();
     let s1 = dir.path().join("s1");
     let losses: Vec<f64> = stage1_steps(&s1, &cfg, &tok, &data, &tiny_options(20)).iter().map(|r| r.loss).collect();
@@ -223,21 +179,17 @@ fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
     assert_eq!(steps.iter().map(|v| v["step"].as_u64().unwrap()).collect::<Vec<_>>(), vec![5, 10, 15, 20, 25]);
     assert!(steps.iter().all(|v| v["metrics"]["image_mse"].as_f64().unwrap() > 0.0));
 
-    let (vae, _) = train::load_stage1(&s1, &mxq::cpu()).unwrap();
-    let codes = train::encode_codes(&vae, &data, 8, &mxq::cpu());
-    assert_eq!(codes.len(), 16 * 72);
-    let losses = prior_losses(&dir.path().join("prior"), &cfg, &tok, &codes, &tiny_options(20));
+    let (vae, _) = train::stage1::load_stage1(&s1, &mxq::cpu()).unwrap();
+    let sequences = train::encode_sequences(&vae, &data, 8, &mxq::cpu());
+    assert_eq!((sequences.len(), sequences.length), (16, 72));
+    let losses = prior_losses(&dir.path().join("prior"), &cfg, &tok, &sequences, &tiny_options(20));
     assert!(losses[19] < losses[0] * 0.8, "prior loss {} → {}", losses[0], losses[19]);
 }
 
 #[test]
 fn separate_codebooks_train_restart_and_feed_a_prior_of_twice_the_vocabulary() {
-    let pairs = common::pairs(16);
-    let tok = common::tokenizer(&common::pairs(200));
-    let mut cfg = MxqConfig::tiny().variant("separate").unwrap();
-    cfg.stage1.vocab_size = tok.vocab_size();
-    let k = cfg.stage1.codebook_size as u32;
-    let data = PairSet::new(&pairs, &tok);
+    let (cfg, tok, data) = tiny_run(MxqConfig::tiny().variant("separate").unwrap());
+    let k = cfg.stage1.codebook.size as u32;
     let dir = tempfile::tempdir().unwrap();
     let s1 = dir.path().join("s1");
     // a loss line at step 1, before the first checkpoint (the epoch ends at step 2)
@@ -248,13 +200,39 @@ fn separate_codebooks_train_restart_and_feed_a_prior_of_twice_the_vocabulary() {
     let lines = std::fs::read_to_string(s1.join("steps.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 20);
     // after seeding and restarts, image positions still take image codes, text positions text codes
-    let (vae, _) = train::load_stage1(&s1, &mxq::cpu()).unwrap();
-    let codes = train::encode_codes(&vae, &data, 8, &mxq::cpu());
+    let (vae, _) = train::stage1::load_stage1(&s1, &mxq::cpu()).unwrap();
+    let sequences = train::encode_sequences(&vae, &data, 8, &mxq::cpu());
+    let codes = &sequences.codes;
     assert!(codes.iter().enumerate().all(|(i, &c)| (i % 72 < 64) == (c < k)));
     assert!(codes.iter().any(|&c| c >= k));
-    let losses = prior_losses(&dir.path().join("prior"), &cfg, &tok, &codes, &tiny_options(3));
+    let losses = prior_losses(&dir.path().join("prior"), &cfg, &tok, &sequences, &tiny_options(3));
     assert_eq!(losses.len(), 3);
-    let (prior, _) = train::load_prior(&dir.path().join("prior"), &mxq::cpu()).unwrap();
+    let (prior, _) = train::prior::load_prior(&dir.path().join("prior"), &mxq::cpu()).unwrap();
     let logits = prior.forward(Tensor::from_data(TensorData::new(vec![0i64], [1, 1]), &mxq::cpu()));
     assert_eq!(logits.dims()[2], 2 * k as usize);
+}
+
+/// Codes that took nothing since the last check are restarted at encoder outputs far from
+/// the live codes, and those outputs then pick them: the codebook is in use again.
+#[test]
+fn a_dead_code_restart_brings_codes_back_into_use() {
+    let device = mxq::cpu();
+    let cfg = MxqConfig::tiny().stage1;
+    let (k, d) = (cfg.codebook.size, cfg.codebook.dim);
+    // code 0 sits on the data, every other code far from it: only code 0 is ever taken
+    let far: Vec<usize> = (1..k).collect();
+    let q = CrossQuantizer::new(&cfg, &device)
+        .replace_codes(&[0], &vec![0.0; d])
+        .replace_codes(&far, &vec![50.0; far.len() * d]);
+    let z = Tensor::<3>::random([2, cfg.sequence_length(), d], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let taken = |q: &CrossQuantizer| q.nearest(z.clone()).into_data().try_into_vec_as::<i64>().unwrap();
+    let mut counts = CodeCounts::new(k);
+    counts.add(&taken(&q));
+    assert!(taken(&q).iter().all(|&c| c == 0), "before: only code 0 in use");
+    let mut rng = mxq::rng::Rng::new(0, mxq::rng::Stream::Test(2));
+    let q = counts.restart_dead(q, z.clone(), &cfg.code_groups(), &mut rng);
+    assert_eq!(counts.restarted, k - 1, "every dead code restarted");
+    assert!(counts.recent.iter().all(|&c| c == 0), "counting starts again");
+    let live: std::collections::BTreeSet<i64> = taken(&q).into_iter().collect();
+    assert!(live.len() >= k / 2, "after the restart {} of {k} codes are in use", live.len());
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use mxq::MxqConfig;
-use mxq::tokenizer::{CaptionTokenizer, MASK_ID, PAD_ID};
+use mxq::data::tokenizer::{CaptionTokenizer, MASK_ID, PAD_ID};
 
 #[test]
 fn captions_round_trip_at_fixed_length() {
@@ -28,38 +28,72 @@ fn captions_round_trip_at_fixed_length() {
 fn config_round_trips_and_rejects_unknown_keys_and_bad_sizes() {
     for cfg in [MxqConfig::paper(), MxqConfig::demo(), MxqConfig::tiny()] {
         assert_eq!(MxqConfig::from_json(&cfg.to_json()).unwrap(), cfg);
-        assert_eq!(cfg.stage1.positions(), 72);
+        assert_eq!(cfg.stage1.sequence_length(), 72);
     }
-    let typo = MxqConfig::demo().to_json().replace("\"codebook_size\"", "\"codebok_size\"");
-    assert!(MxqConfig::from_json(&typo).unwrap_err().to_string().contains("codebok_size"));
+    let typo = MxqConfig::demo().to_json().replace("\"commitment\"", "\"comitment\"");
+    assert!(MxqConfig::from_json(&typo).unwrap_err().to_string().contains("comitment"));
     let mut bad = MxqConfig::demo();
-    bad.stage1.text_kernel = 4;
+    bad.stage1.text.kernel = 4;
     assert!(bad.check().unwrap_err().to_string().contains("odd kernel"));
     let mut bad = MxqConfig::demo();
-    bad.stage1.text_positions = 65;
+    bad.stage1.text.positions = 65;
     assert!(bad.check().unwrap_err().to_string().contains("65 text positions for 64 tokens"));
+    let mut bad = MxqConfig::demo();
+    bad.prior.heads = 0;
+    assert!(bad.check().unwrap_err().to_string().contains("head counts"));
     assert!(MxqConfig::preset("huge").is_err());
 }
 
 #[test]
 fn variants_change_only_what_they_name() {
+    use mxq::config::{CodeGroup, Quantizer};
     let base = MxqConfig::demo();
     assert_eq!(base.clone().variant("mxq").unwrap(), base);
     let v = base.clone().variant("no-masking").unwrap().stage1;
-    assert_eq!((v.image_mask_ratio, v.text_mask_ratio, v.joint, v.separate_codebooks), (0.0, 0.0, true, false));
+    assert_eq!((v.masking.image_ratio, v.masking.text_ratio), (0.0, 0.0));
+    assert_eq!(v.quantizer, base.stage1.quantizer);
     let v = base.clone().variant("no-joint").unwrap().stage1;
-    assert_eq!((v.image_mask_ratio, v.joint, v.separate_codebooks), (0.3, false, false));
+    assert_eq!((v.masking.image_ratio, v.joint(), v.cross_maps()), (0.3, None, base.stage1.cross_maps()));
     let v = base.clone().variant("separate").unwrap();
     v.check().unwrap();
-    assert_eq!((v.stage1.joint, v.stage1.image_mask_ratio, v.stage1.codes()), (false, 0.0, 512));
-    assert_eq!(v.stage1.code_groups(), vec![(0..64, 0..256), (64..72, 256..512)]);
-    assert_eq!(base.stage1.codes(), 256);
-    // an older config without the new keys reads as the cross quantizer
-    let old = base.to_json().replace(",\n    \"separate_codebooks\": false", "");
-    assert!(!old.contains("separate_codebooks"));
-    assert_eq!(MxqConfig::from_json(&old).unwrap(), base);
-    let mut bad = v;
-    bad.stage1.joint = true;
-    assert!(bad.check().unwrap_err().to_string().contains("set joint to false"));
+    assert_eq!(v.stage1.quantizer, Quantizer::Separate);
+    assert_eq!((v.stage1.joint(), v.stage1.cross_maps(), v.stage1.masking.image_ratio), (None, None, 0.0));
+    assert_eq!(v.stage1.codebook_entries(), 512);
+    assert_eq!(
+        v.stage1.code_groups(),
+        vec![CodeGroup { positions: 0..64, entries: 0..256 }, CodeGroup { positions: 64..72, entries: 256..512 }]
+    );
+    assert_eq!(base.stage1.codebook_entries(), 256);
     assert!(base.variant("no-codebook").unwrap_err().to_string().contains("unknown variant 'no-codebook'"));
+}
+
+/// The flat layout of format-2 bundles and older checkpoints reads as the same model, each
+/// of its variants included; a typo in it is named too.
+#[test]
+fn flat_configs_of_the_earlier_layout_read_as_the_same_model() {
+    let flat = |separate: bool, joint: bool| {
+        format!(
+            r#"{{"preset": "demo", "stage1": {{"down_channels": [32, 64, 128], "hidden": 128, "res_blocks": 2,
+            "res_hidden": 64, "token_length": 64, "vocab_size": 64, "text_embed": 64, "text_layers": 4,
+            "text_kernel": 5, "text_positions": 8, "joint_layers": 2, "joint_heads": 2, "joint_ff": 256,
+            "dropout": 0.0, "codebook_size": 256, "code_dim": 64, "commitment": 0.25, "text_cross_hidden": 32,
+            "image_mask_ratio": {m}, "text_mask_ratio": {m}, "mask_patch": 8, "joint": {joint},
+            "separate_codebooks": {separate}}}, "prior": {{"layers": 4, "heads": 4, "d_model": 256, "dropout": 0.0}}}}"#,
+            m = if separate { 0.0 } else { 0.3 }
+        )
+    };
+    let demo = MxqConfig::demo();
+    assert_eq!(MxqConfig::from_json(&flat(false, true)).unwrap(), demo);
+    assert_eq!(MxqConfig::from_json(&flat(false, false)).unwrap(), demo.clone().variant("no-joint").unwrap());
+    assert_eq!(MxqConfig::from_json(&flat(true, false)).unwrap(), demo.variant("separate").unwrap());
+    // configs written before the comparison's keys existed
+    let old = flat(false, true).replace(
+        r#", "joint": true,
+            "separate_codebooks": false"#,
+        "",
+    );
+    assert!(!old.contains("separate_codebooks"), "{old}");
+    assert_eq!(MxqConfig::from_json(&old).unwrap(), MxqConfig::demo());
+    let typo = flat(false, true).replace("\"hidden\"", "\"hiden\"");
+    assert!(MxqConfig::from_json(&typo).unwrap_err().to_string().contains("hiden"));
 }

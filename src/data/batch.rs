@@ -1,9 +1,73 @@
-//! Host-side conversions between RGB bytes and the models' image layout: `[3, 64, 64]`
-//! planes in [-1, 1].
+//! Batching: pairs as RGB bytes and token ids ([`PairSet`]), turned into the models' input
+//! tensors ([`Batch`]: `[B, 3, 64, 64]` planes in [-1, 1] and `[B, L]` ids), masked or not;
+//! and the way back from image planes to RGB bytes.
 
-use crate::config::IMAGE_SIZE;
+use burn::prelude::*;
+
+use crate::config::{IMAGE_SIZE, MaskingConfig};
+use crate::data::masking::mask_batch;
+use crate::data::pairs::Pair;
+use crate::data::tokenizer::CaptionTokenizer;
+use crate::rng::Rng;
 
 const PLANE: usize = IMAGE_SIZE * IMAGE_SIZE;
+
+/// A batch of pairs as the models read them.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[batch, 3, 64, 64]`, in [-1, 1]
+    pub images: Tensor<4>,
+    /// `[batch, token_length]`
+    pub tokens: Tensor<2, Int>,
+}
+
+/// Pairs ready for batching: RGB bytes and token ids, back to back.
+pub struct PairSet {
+    pub images: Vec<u8>,
+    pub tokens: Vec<u32>,
+    /// Tokens per caption.
+    pub length: usize,
+}
+
+impl PairSet {
+    pub fn new(pairs: &[Pair], tokenizer: &CaptionTokenizer) -> Self {
+        Self {
+            images: pairs.iter().flat_map(|p| p.image.iter().copied()).collect(),
+            tokens: pairs.iter().flat_map(|p| tokenizer.encode(&p.caption)).collect(),
+            length: tokenizer.length(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.tokens.len() / self.length
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+    /// The token ids of pair `i`.
+    pub fn tokens_of(&self, i: usize) -> &[u32] {
+        &self.tokens[i * self.length..(i + 1) * self.length]
+    }
+
+    /// The pairs `ids`, masked as `mask` says when it is given.
+    pub fn batch(&self, ids: &[usize], mask: Option<(&MaskingConfig, &mut Rng)>, device: &Device) -> Batch {
+        let px = IMAGE_SIZE * IMAGE_SIZE * 3;
+        let mut images = Vec::with_capacity(ids.len() * px);
+        let mut tokens = Vec::with_capacity(ids.len() * self.length);
+        for &i in ids {
+            push_image(&self.images[i * px..(i + 1) * px], &mut images);
+            tokens.extend_from_slice(self.tokens_of(i));
+        }
+        if let Some((masking, rng)) = mask {
+            mask_batch(&mut images, &mut tokens, self.length, masking, rng);
+        }
+        let b = ids.len();
+        let tokens: Vec<i64> = tokens.into_iter().map(i64::from).collect();
+        Batch {
+            images: Tensor::from_data(TensorData::new(images, [b, 3, IMAGE_SIZE, IMAGE_SIZE]), device),
+            tokens: Tensor::from_data(TensorData::new(tokens, [b, self.length]), device),
+        }
+    }
+}
 
 /// RGB bytes (HWC) → CHW floats in [-1, 1], appended to `out`.
 pub fn push_image(rgb: &[u8], out: &mut Vec<f32>) {

@@ -66,7 +66,7 @@ impl Digits {
         Self::load(&find("images-idx3-ubyte")?, &find("labels-idx1-ubyte")?)
     }
 
-    /// The digits `range` of this set (the train/test split of CAPTION_MNIST.md).
+    /// The digits `range` of this set (the train/test split of `docs/CAPTION_MNIST.md`).
     pub fn subset(&self, range: std::ops::Range<usize>) -> Self {
         let n = self.rows * self.cols;
         Self {

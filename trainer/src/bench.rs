@@ -1,27 +1,31 @@
-//! `mxq bench`: speed figures (not tests) for issue 5, on synthetic tensors of the right
-//! shapes, like the PyTorch peer (`../shared/peer/mxq_peer.py`) so the two compare:
-//! stage-1 training (forward + backward + AdamW), prior training, and sampling 1 and 16
-//! pairs (72 steps with the KV cache + decode) from f32 weights and from the int8 bundle.
-//! Each figure runs in its own child process, so its peak RSS is its own; medians of
-//! `--runs` timed runs after one warm-up. Prints one JSON object per line; sampling figures
-//! say which `kernels` ran the prior (`packed`: `mxq::sampling_kernels`; `MXQ_PACKED=0`
-//! gives burn's layers for a side-by-side).
+//! `mxq bench`: speed figures (not tests) on synthetic data of the right shapes, like the
+//! PyTorch peer (`scripts/bench-peer`) so the two compare: stage-1 and prior training — the
+//! steps `mxq train` runs (`Stage1Step`, `PriorStep`: masking, loss, AdamW, codebook
+//! upkeep) — and sampling 1 and 16 pairs (72 steps with the KV cache + decode) from f32
+//! weights and from the int8 bundle. Each figure runs in its own child process, so its peak
+//! RSS is its own; medians of `--runs` timed runs after one warm-up. Prints one JSON object
+//! per line; each says what it timed, and sampling figures which `kernels` ran the prior
+//! (`packed`: `mxq::kernels`; `--no-packed-kernels` gives burn's layers for a side-by-side).
 
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::{AdamWConfig, GradientsParams};
-use burn::prelude::*;
+#[cfg(feature = "ndarray")]
+use burn::prelude::Device;
 use clap::Args;
 use serde_json::json;
 
 use mxq::bundle::{self, Generator, Precision};
-use mxq::mxq_vae::MxqVae;
-use mxq::prior::Prior;
-use mxq::rng::Rng;
-use mxq::sampler::SampleOptions;
-use mxq::tokenizer::CaptionTokenizer;
+use mxq::data::PairSet;
+use mxq::data::tokenizer::CaptionTokenizer;
+use mxq::model::mxq_vae::MxqVae;
+use mxq::model::prior::Prior;
+use mxq::rng::{Rng, Stream};
+use mxq::sample::SampleOptions;
+use mxq::train::{CodeSequences, PriorStep, Stage, Stage1Step, TrainOptions};
 use mxq::{MxqConfig, cpu};
+
+use crate::LoadArgs;
 
 const MEASURES: [&str; 6] =
     ["stage1_train", "prior_train", "sample1_f32", "sample16_f32", "sample1_int8", "sample16_int8"];
@@ -44,6 +48,8 @@ pub struct BenchArgs {
     /// or `--features openblas`, then with OpenBLAS matmuls).
     #[arg(long, default_value = "flex")]
     backend: String,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Internal: run one measure in this process.
     #[arg(long, hide = true)]
     only: Option<String>,
@@ -63,6 +69,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             let out = std::process::Command::new(&exe)
                 .args(["bench", "--only", measure, "--presets", preset, "--backend", &a.backend])
                 .args(["--batch", &a.batch.to_string(), "--steps", &a.steps.to_string(), "--runs", &a.runs.to_string()])
+                .args(a.load.no_packed_kernels.then_some("--no-packed-kernels"))
                 .output()?;
             if !out.status.success() {
                 bail!("bench {preset} {measure} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -99,58 +106,75 @@ fn timed(runs: usize, mut run: impl FnMut()) -> f64 {
     )
 }
 
+/// Times `steps` steps of a stage per run, as `mxq train`'s loop runs them (on the CPU pool,
+/// the step counter going on from run to run, so the warm-up holds step 0).
+fn time_steps<M: burn::module::Module, S: Stage<M>>(
+    a: &BenchArgs,
+    mut model: M,
+    stage: &mut S,
+    opts: &TrainOptions,
+) -> f64 {
+    let mut optim = opts.optimizer();
+    let batch: Vec<usize> = (0..a.batch).collect();
+    let mut step = 0;
+    timed(a.runs, || {
+        mxq::on_cpu_pool(|| {
+            for _ in 0..a.steps {
+                let (m, _) = stage.step(model.clone(), &mut optim, opts.learning_rate_at(step), &batch, step);
+                model = m;
+                step += 1;
+            }
+        })
+    })
+}
+
 fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json::Value> {
-    let config = MxqConfig::preset(preset)?;
-    let s = &config.stage1;
+    let mut config = MxqConfig::preset(preset)?;
     let device = match a.backend.as_str() {
         "flex" => cpu(),
         #[cfg(feature = "ndarray")]
         "ndarray" => Device::ndarray(),
         other => bail!("backend {other} is not in this build (flex; ndarray with --features ndarray)"),
     };
-    let mut rng = Rng::new(0, 7);
-    let mut vocab = s.vocab_size;
+    let mut rng = Rng::new(0, Stream::Bench);
+    let opts = TrainOptions { batch_size: a.batch, ..TrainOptions::default() };
     let mut kernels = None;
-    let (figure, value, unit) = match measure {
+    let (figure, value, unit, timed_what) = match measure {
         "stage1_train" => {
+            let s = &config.stage1;
             let train = device.clone().autodiff();
-            let mut vae = MxqVae::new(s, &train);
-            let mut optim = AdamWConfig::new().init();
-            let (b, l) = (a.batch, s.token_length);
-            let images: Vec<f32> = (0..b * 3 * 64 * 64).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
-            let tokens: Vec<i64> = (0..b * l).map(|_| rng.below(s.vocab_size) as i64).collect();
-            let images = Tensor::<4>::from_data(TensorData::new(images, [b, 3, 64, 64]), &train);
-            let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, l]), &train);
-            // on the CPU pool, like `mxq train`'s steps
-            let seconds = timed(a.runs, || {
-                mxq::on_cpu_pool(|| {
-                    for _ in 0..a.steps {
-                        let inputs = (images.clone(), tokens.clone());
-                        let out = vae.clone().forward(inputs.clone(), inputs, s.commitment);
-                        let grads = GradientsParams::from_grads(out.loss.total.backward(), &vae);
-                        vae = optim.step(1e-4, vae.clone(), grads);
-                    }
+            // random images, and captions of random tokens (ids 3.. are words) padded from a random length
+            let (b, l) = (a.batch, s.text.token_length);
+            let images: Vec<u8> = (0..b * 3 * 64 * 64).map(|_| rng.below(256) as u8).collect();
+            let tokens: Vec<u32> = (0..b)
+                .flat_map(|_| {
+                    let len = 8 + rng.below(l - 8);
+                    (0..l)
+                        .map(|i| if i < len { 3 + rng.below(s.text.vocab_size - 3) as u32 } else { 0 })
+                        .collect::<Vec<_>>()
                 })
-            });
-            ("stage1_train", (a.steps * b) as f64 / seconds, "pairs/s")
+                .collect();
+            let data = PairSet { images, tokens, length: l };
+            let mut stage = Stage1Step::new(&data, &config, &opts, &train);
+            let seconds = time_steps(a, MxqVae::new(s, &train), &mut stage, &opts);
+            let what = "mxq train's stage-1 step: masking, loss, backward, AdamW, EMA codebook update, code counts \
+                        (codebook seeding in the warm-up; dead-code restarts every 100 steps fall outside)";
+            ("stage1_train", (a.steps * b) as f64 / seconds, "pairs/s", what)
         }
         "prior_train" => {
+            let s = &config.stage1;
             let train = device.clone().autodiff();
-            let mut prior = Prior::new(&config.prior, s.codes(), s.positions(), &train);
-            let mut optim = AdamWConfig::new().init();
-            let (b, p) = (a.batch, s.positions());
-            let codes: Vec<i64> = (0..b * p).map(|_| rng.below(s.codes()) as i64).collect();
-            let codes = Tensor::<2, Int>::from_data(TensorData::new(codes, [b, p]), &train);
-            let seconds = timed(a.runs, || {
-                mxq::on_cpu_pool(|| {
-                    for _ in 0..a.steps {
-                        let loss = prior.loss(codes.clone());
-                        let grads = GradientsParams::from_grads(loss.backward(), &prior);
-                        prior = optim.step(1e-4, prior.clone(), grads);
-                    }
-                })
-            });
-            ("prior_train", (a.steps * b) as f64 / seconds, "seq/s")
+            let (b, length) = (a.batch, s.sequence_length());
+            let codes: Vec<u32> = (0..b * length).map(|_| rng.below(s.codebook_entries()) as u32).collect();
+            let sequences = CodeSequences { codes, length };
+            let mut stage = PriorStep::new(&sequences, &train);
+            let seconds = time_steps(a, Prior::for_config(&config, &train), &mut stage, &opts);
+            (
+                "prior_train",
+                (a.steps * b) as f64 / seconds,
+                "seq/s",
+                "mxq train's prior step: next-code loss, backward, AdamW",
+            )
         }
         m if m.starts_with("sample") => {
             let count: usize = if m.starts_with("sample16") { 16 } else { 1 };
@@ -163,23 +187,26 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
             let captions: Vec<String> = (0..500)
                 .map(|i| format!("{} {} {} {}.", words[i % 13], words[(i / 13) % 13], i % 10, words[(i / 7) % 13]))
                 .collect();
-            let tokenizer = CaptionTokenizer::train(captions.iter().map(String::as_str), s.vocab_size, s.token_length)?;
-            let mut config = config.clone();
-            config.stage1.vocab_size = tokenizer.vocab_size();
+            let s = &config.stage1;
+            let tokenizer =
+                CaptionTokenizer::train(captions.iter().map(String::as_str), s.text.vocab_size, s.text.token_length)?;
+            config.stage1.text.vocab_size = tokenizer.vocab_size();
             let bytes = bundle::export(&Generator::new(&config, &device), &config, &tokenizer, precision)?;
-            let loaded = bundle::load(&bytes, &device)?;
-            vocab = tokenizer.vocab_size();
-            // the prior's CPU kernels (AVX-512 CPUs; `MXQ_PACKED=0` for burn's layers)
-            kernels = Some(if loaded.generator.prior.is_packed() { "packed" } else { "burn" });
+            let loaded = bundle::load(&bytes, &device, a.load.options())?;
+            kernels = Some(if loaded.packed_prior.is_some() { "packed" } else { "burn" });
             let opts = SampleOptions { seed: 1, ..Default::default() };
             let seconds = timed(a.runs, || {
                 loaded.generate(count, count, opts, &device);
             });
-            (m, seconds, "s")
+            (m, seconds, "s", "sampling the prior (72 steps, KV cache) and decoding, as mxq generate")
         }
         other => bail!("unknown measure {other}; one of {MEASURES:?}"),
     };
-    Ok(
-        json!({ "preset": preset, "figure": figure, "value": value, "unit": unit, "batch": if figure.contains("train") { a.batch } else { 0 }, "vocab": vocab, "codebook": s.codebook_size, "backend": a.backend, "kernels": kernels, "peak_rss_mb": peak_rss_mb() }),
-    )
+    let s = &config.stage1;
+    Ok(json!({
+        "preset": preset, "figure": figure, "value": value, "unit": unit,
+        "batch": if figure.contains("train") { a.batch } else { 0 },
+        "vocab": s.text.vocab_size, "codebook": s.codebook.size, "backend": a.backend, "kernels": kernels,
+        "timed": timed_what, "peak_rss_mb": peak_rss_mb(),
+    }))
 }

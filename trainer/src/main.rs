@@ -1,5 +1,6 @@
-//! `mxq`: the command line for data, training, export and generation.
-//! It only parses arguments, shows progress and calls the core crate.
+//! `mxq`: the command line for data, training, export, generation and evaluation.
+//! It only parses arguments, shows progress and calls the core crate, where every default
+//! lives (`TrainOptions::default`, `SampleOptions::default`).
 
 mod bench;
 
@@ -9,14 +10,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use mxq::bundle::{self, Generator, Precision};
-use mxq::data::caption_mnist;
-use mxq::data::{CaptionMnist, Digits, read_pairs, write_pairs};
-use mxq::judge::Scores;
-use mxq::sampler::SampleOptions;
-use mxq::tokenizer::CaptionTokenizer;
-use mxq::train::{self, EpochMetrics, PairSet, StepReport, TrainOptions};
-use mxq::{MxqConfig, cpu};
+use mxq::bundle::{self, Bundle, LoadOptions, Precision};
+use mxq::cpu;
+use mxq::data::caption_mnist::{self, CaptionMnist, TRAIN_DIGITS};
+use mxq::data::{Digits, PairSet, read_pairs, write_pairs};
+use mxq::eval::judge::Judge;
+use mxq::eval::protocol::{self, TestSplit};
+use mxq::sample::SampleOptions;
+use mxq::train::{self, ConfigSource, EpochMetrics, Progress, Run, Stage1Setup, StepReport, TrainOptions};
 
 /// mxq — MXQ-VAE: generate image–caption pairs that agree.
 #[derive(Parser)]
@@ -44,6 +45,50 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The MNIST IDX files (for Caption MNIST and the judge).
+#[derive(Args)]
+struct MnistArgs {
+    /// Folder with the MNIST IDX files (the 10k set or the full 60k files).
+    #[arg(long, default_value_os_t = repo_path("data/mnist"))]
+    mnist: PathBuf,
+}
+
+/// How codes are drawn from the prior.
+#[derive(Args)]
+struct SampleArgs {
+    #[arg(long, default_value_t = SampleOptions::default().seed)]
+    seed: u64,
+    /// Divides the logits: below 1 sharper, above 1 more varied; 0 = greedy.
+    #[arg(long, default_value_t = SampleOptions::default().temperature)]
+    temperature: f32,
+    /// Keep the k most likely codes (0 = all).
+    #[arg(long, default_value_t = SampleOptions::default().top_k)]
+    top_k: usize,
+    /// Keep the smallest set of codes whose probability reaches p (1 = all).
+    #[arg(long, default_value_t = SampleOptions::default().top_p)]
+    top_p: f32,
+}
+
+impl SampleArgs {
+    fn options(&self) -> SampleOptions {
+        SampleOptions { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed: self.seed }
+    }
+}
+
+/// How a bundle is loaded.
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Sample on burn's layers even where the packed CPU kernels run (AVX-512 CPUs).
+    #[arg(long)]
+    pub no_packed_kernels: bool,
+}
+
+impl LoadArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions { packed_kernels: !self.no_packed_kernels }
+    }
+}
+
 #[derive(Args)]
 struct EvalArgs {
     /// Judge this folder (pairs.jsonl + images), from any system.
@@ -55,22 +100,17 @@ struct EvalArgs {
     bundle: Option<PathBuf>,
     #[arg(long, default_value_t = 1000)]
     count: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Sampling temperature, top-k (0 = off) and top-p for --bundle.
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
+    /// Sampling for --bundle.
+    #[command(flatten)]
+    sample: SampleArgs,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Also report this run's stage-1 reconstruction of --count real test pairs (image
     /// MSE/PSNR, token accuracy, codebook usage); needs the run's stage1/ checkpoint.
     #[arg(long)]
     run: Option<PathBuf>,
-    /// Folder with the MNIST IDX files (for the real test pairs).
-    #[arg(long, default_value_os_t = repo_path("data/mnist"))]
-    mnist: PathBuf,
+    #[command(flatten)]
+    mnist: MnistArgs,
     /// Judge file (`mxq train judge`).
     #[arg(long, default_value_os_t = repo_path("assets/judge.safetensors"))]
     judge: PathBuf,
@@ -81,7 +121,7 @@ struct EvalArgs {
 
 #[derive(Subcommand)]
 enum DataCommand {
-    /// Caption MNIST, exactly per CAPTION_MNIST.md.
+    /// Caption MNIST, exactly per docs/CAPTION_MNIST.md.
     CaptionMnist(CaptionMnistArgs),
 }
 
@@ -105,9 +145,8 @@ struct CaptionMnistArgs {
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
-    /// Folder with the MNIST IDX files (the 10k set or the full 60k files).
-    #[arg(long, default_value_os_t = repo_path("data/mnist"))]
-    mnist: PathBuf,
+    #[command(flatten)]
+    mnist: MnistArgs,
 }
 
 #[derive(Subcommand)]
@@ -129,45 +168,60 @@ struct JudgeArgs {
     epochs: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Folder with the MNIST IDX files.
-    #[arg(long, default_value_os_t = repo_path("data/mnist"))]
-    mnist: PathBuf,
+    #[command(flatten)]
+    mnist: MnistArgs,
 }
 
+/// What both stages' training takes.
 #[derive(Args)]
-struct CommonTrain {
+struct TrainArgs {
     /// Training pairs: a folder with pairs.jsonl, or a .jsonl file.
     #[arg(long)]
     data: PathBuf,
     /// Run folder: holds tokenizer.json, stage1/ and prior/ (checkpoints, metrics.jsonl).
     #[arg(long)]
     run: PathBuf,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainOptions::default().epochs)]
     epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
     batch_size: usize,
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
     lr: f64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
     seed: u64,
     /// Stop after this many optimizer steps in all.
     #[arg(long)]
     max_steps: Option<usize>,
     /// Steps between checkpoints (one is also written at each epoch end).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = TrainOptions::default().checkpoint_every)]
     checkpoint_every: usize,
     /// Steps between lines of `steps.jsonl` (mean losses and rate over those steps).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = TrainOptions::default().log_every)]
     log_every: usize,
     /// Continue from the checkpoint in the run folder.
     #[arg(long)]
     resume: bool,
 }
 
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.lr,
+            seed: self.seed,
+            max_steps: self.max_steps,
+            checkpoint_every: self.checkpoint_every,
+            log_every: self.log_every,
+            ..TrainOptions::default()
+        }
+    }
+}
+
 #[derive(Args)]
 struct Stage1Args {
     #[command(flatten)]
-    common: CommonTrain,
+    train: TrainArgs,
     /// Model sizes: paper, demo or tiny.
     #[arg(long, default_value = "demo")]
     preset: String,
@@ -185,10 +239,10 @@ struct Stage1Args {
     #[arg(long, default_value_t = 64)]
     token_length: usize,
     /// Steps between dead-code restarts (0 = off).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainOptions::default().restart_dead_every)]
     restart_dead_every: usize,
     /// Decay of the EMA codebook update (0 = train the codebook by gradient instead)
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = TrainOptions::default().codebook_decay)]
     codebook_decay: f64,
     /// Start the codebook from random values instead of encoder outputs.
     #[arg(long)]
@@ -198,7 +252,7 @@ struct Stage1Args {
 #[derive(Args)]
 struct PriorArgs {
     #[command(flatten)]
-    common: CommonTrain,
+    train: TrainArgs,
 }
 
 #[derive(Args)]
@@ -219,19 +273,12 @@ struct GenerateArgs {
     /// Bundle file (default: the shipped demo bundle).
     #[arg(long, default_value_os_t = repo_path("assets/demo.mxq.safetensors"))]
     bundle: PathBuf,
+    #[command(flatten)]
+    load: LoadArgs,
     #[arg(long, default_value_t = 16)]
     count: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Sampling temperature. 0.7 by default: on the shipped bundle it makes 96% of captions
-    /// parse and 88% name the regions and colours the image shows (1.0: 84% and 64%).
-    #[arg(long, default_value_t = 0.7)]
-    temperature: f32,
-    /// Keep the k most likely codes (0 = all).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
+    #[command(flatten)]
+    sample: SampleArgs,
     /// Pairs sampled together.
     #[arg(long, default_value_t = 16)]
     batch: usize,
@@ -268,8 +315,14 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Reads and loads a bundle file.
+fn load_bundle(path: &Path, load: &LoadArgs) -> Result<Bundle> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
+    bundle::load(&bytes, &cpu(), load.options()).with_context(|| format!("loading {}", path.display()))
+}
+
 fn data_caption_mnist(a: CaptionMnistArgs) -> Result<()> {
-    let digits = Digits::load_dir(&a.mnist)?;
+    let digits = Digits::load_dir(&a.mnist.mnist)?;
     let split = match a.split {
         Split::Train => caption_mnist::Split::Train,
         Split::Test => caption_mnist::Split::Test,
@@ -283,58 +336,25 @@ fn data_caption_mnist(a: CaptionMnistArgs) -> Result<()> {
     Ok(())
 }
 
-fn options(c: &CommonTrain) -> TrainOptions {
-    TrainOptions {
-        epochs: c.epochs,
-        batch_size: c.batch_size,
-        learning_rate: c.lr,
-        seed: c.seed,
-        max_steps: c.max_steps,
-        checkpoint_every: c.checkpoint_every,
-        log_every: c.log_every,
-        ..TrainOptions::default()
-    }
-}
-
-fn check_resume(dir: &Path, resume: bool) -> Result<()> {
-    let exists = train::Checkpoint::new(dir).exists();
-    if exists && !resume {
-        bail!("{} already holds a checkpoint: pass --resume to continue it, or choose another --run", dir.display());
-    }
-    if resume && !exists {
-        bail!("--resume: no checkpoint in {}", dir.display());
-    }
-    Ok(())
-}
-
 fn train_stage1(a: Stage1Args) -> Result<()> {
-    let c = &a.common;
-    let dir = c.run.join("stage1");
-    check_resume(&dir, c.resume)?;
-    let pairs = read_pairs(&c.data)?;
-    let tok_path = c.run.join("tokenizer.json");
-    let tokenizer = if c.resume {
-        CaptionTokenizer::from_json(
-            &std::fs::read_to_string(&tok_path).with_context(|| tok_path.display().to_string())?,
-        )?
-    } else {
-        let t = CaptionTokenizer::train(pairs.iter().map(|p| p.caption.as_str()), a.vocab_size, a.token_length)?;
-        mxq::error::write_atomic(&tok_path, t.to_json().as_bytes())?;
-        t
+    let t = &a.train;
+    let run = Run::new(&t.run);
+    let pairs = read_pairs(&t.data)?;
+    let setup = Stage1Setup {
+        config: match &a.config {
+            Some(path) => ConfigSource::File(path.clone()),
+            None => ConfigSource::Preset(a.preset.clone()),
+        },
+        variant: a.variant.clone(),
+        vocab_size: a.vocab_size,
+        token_length: a.token_length,
     };
-    let mut config = match &a.config {
-        Some(p) => MxqConfig::from_json(&std::fs::read_to_string(p).with_context(|| p.display().to_string())?)?,
-        None => MxqConfig::preset(&a.preset)?,
-    }
-    .variant(&a.variant)?;
-    config.stage1.vocab_size = tokenizer.vocab_size();
-    config.stage1.token_length = tokenizer.length();
-    config.check()?;
+    let (config, tokenizer) = run.prepare_stage1(&pairs, &setup, t.resume)?;
     let opts = TrainOptions {
         restart_dead_every: a.restart_dead_every,
         codebook_decay: a.codebook_decay,
         codebook_from_data: !a.no_codebook_from_data,
-        ..options(c)
+        ..t.options()
     };
     let data = PairSet::new(&pairs, &tokenizer);
     eprintln!(
@@ -342,36 +362,36 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
         data.len(),
         tokenizer.vocab_size(),
         config.preset,
-        c.run.display()
+        t.run.display()
     );
-    let device = cpu().autodiff();
-    let (mut on_step, mut on_epoch, bar) = reporters(c.batch_size);
-    train::train_stage1(&dir, &config, &tokenizer, &data, &opts, &device, &mut on_step, &mut on_epoch)?;
+    let (mut on_step, mut on_epoch, bar) = reporters(t.batch_size);
+    let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
+    train::train_stage1(&run.stage1_dir(), &config, &tokenizer, &data, &opts, &cpu().autodiff(), progress)?;
     bar.finish();
     Ok(())
 }
 
 fn train_prior(a: PriorArgs) -> Result<()> {
-    let c = &a.common;
-    let dir = c.run.join("prior");
-    check_resume(&dir, c.resume)?;
+    let t = &a.train;
+    let run = Run::new(&t.run);
+    Run::check_resume(&run.prior_dir(), t.resume)?;
     let device = cpu();
-    let (vae, state) = train::load_stage1(&c.run.join("stage1"), &device)?;
-    let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
-    let pairs = read_pairs(&c.data)?;
-    let data = PairSet::new(&pairs, &tokenizer);
+    let (vae, state) = run.stage1(&device)?;
+    let tokenizer = Run::tokenizer(&state)?;
+    let data = PairSet::new(&read_pairs(&t.data)?, &tokenizer);
     eprintln!("prior: encoding {} pairs with the frozen stage 1", data.len());
-    let codes = train::encode_codes(&vae, &data, 64, &device);
-    let (mut on_step, mut on_epoch, bar) = reporters(c.batch_size);
+    let sequences = train::encode_sequences(&vae, &data, 64, &device);
+    let (mut on_step, mut on_epoch, bar) = reporters(t.batch_size);
+    let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
+    let options = t.options();
     train::train_prior(
-        &dir,
+        &run.prior_dir(),
         &state.config,
         &tokenizer,
-        &codes,
-        &options(c),
+        &sequences,
+        &options,
         &device.autodiff(),
-        &mut on_step,
-        &mut on_epoch,
+        progress,
     )?;
     bar.finish();
     Ok(())
@@ -400,13 +420,9 @@ fn bar(len: u64, unit: &str) -> ProgressBar {
 }
 
 fn export(a: ExportArgs) -> Result<()> {
-    let device = cpu();
-    let (vae, s1) = train::load_stage1(&a.run.join("stage1"), &device)?;
-    let (prior, _) = train::load_prior(&a.run.join("prior"), &device)?;
-    let tokenizer = CaptionTokenizer::from_json(&s1.tokenizer)?;
-    let generator = Generator { decoder: vae.decoder, prior };
+    let (generator, config, tokenizer) = Run::new(&a.run).generator(&cpu())?;
     let precision = if a.f32 { Precision::F32 } else { Precision::Int8 };
-    let bytes = bundle::export(&generator, &s1.config, &tokenizer, precision)?;
+    let bytes = bundle::export(&generator, &config, &tokenizer, precision)?;
     mxq::error::write_atomic(&a.out, &bytes)?;
     println!("wrote {} ({} bytes, {precision:?})", a.out.display(), bytes.len());
     Ok(())
@@ -414,11 +430,9 @@ fn export(a: ExportArgs) -> Result<()> {
 
 fn generate(a: GenerateArgs) -> Result<()> {
     let device = cpu();
-    let bytes = std::fs::read(&a.bundle).with_context(|| format!("reading bundle {}", a.bundle.display()))?;
-    let bundle = bundle::load(&bytes, &device).with_context(|| format!("loading {}", a.bundle.display()))?;
-    let opts = SampleOptions { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed };
+    let bundle = load_bundle(&a.bundle, &a.load)?;
     let started = std::time::Instant::now();
-    let pairs = bundle.generate(a.count, a.batch, opts, &device);
+    let pairs = bundle.generate(a.count, a.batch, a.sample.options(), &device);
     let seconds = started.elapsed().as_secs_f64();
     write_pairs(&a.out, pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())))?;
     if let Some(grid) = &a.grid {
@@ -435,27 +449,26 @@ fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 fn train_judge(a: JudgeArgs) -> Result<()> {
-    use caption_mnist::TRAIN_DIGITS;
-    let digits = Digits::load_dir(&a.mnist)?;
+    use mxq::eval::digit_classifier;
+    let digits = Digits::load_dir(&a.mnist.mnist)?;
     if digits.len() <= TRAIN_DIGITS {
         bail!(
             "{}: {} digits; the judge needs more than {TRAIN_DIGITS} (train) plus test digits",
-            a.mnist.display(),
+            a.mnist.mnist.display(),
             digits.len()
         );
     }
     let (train, test) = (digits.subset(0..TRAIN_DIGITS), digits.subset(TRAIN_DIGITS..digits.len()));
-    let device = cpu().autodiff();
     let bar = ProgressBar::new(a.epochs as u64)
         .with_style(ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} ETA {eta}")?);
-    let classifier = mxq::digit_classifier::train(&train, a.epochs, a.seed, &device, &mut |epoch, loss| {
+    let classifier = digit_classifier::train(&train, a.epochs, a.seed, &cpu().autodiff(), &mut |epoch, loss| {
         bar.set_position(epoch as u64 + 1);
         bar.set_message(format!("loss {loss:.4}"));
     });
     bar.finish();
     let device = cpu();
-    let accuracy = mxq::digit_classifier::accuracy(&classifier, &test, &device);
-    let judge = mxq::judge::Judge::new(classifier, accuracy, &device);
+    let accuracy = digit_classifier::accuracy(&classifier, &test, &device);
+    let judge = Judge::new(classifier, accuracy, &device);
     mxq::error::write_atomic(&a.out, &judge.to_bytes()?)?;
     println!(
         "judge: digit accuracy {:.2}% on {} held-out test digits (trained on {}); wrote {}",
@@ -468,49 +481,22 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    use mxq::data::Pair;
+    let device = cpu();
     let bytes = std::fs::read(&a.judge).with_context(|| format!("judge file {}", a.judge.display()))?;
-    let judge = mxq::judge::Judge::from_bytes(bytes, &cpu()).with_context(|| format!("{}", a.judge.display()))?;
-    let score = |pairs: &[Pair]| {
-        judge.score(&pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect::<Vec<_>>())
-    };
-    // the reference: real pairs of the spec's test split, as many as the pairs judged
-    let test = CaptionMnist::split(&Digits::load_dir(&a.mnist)?, caption_mnist::Split::Test, None)?;
-    let real_test = |range: std::ops::Range<usize>| -> Vec<Pair> {
-        range.map(|i| test.pair(i as u64)).map(|p| Pair { image: p.image, caption: p.caption }).collect()
-    };
+    let judge = Judge::from_bytes(bytes, &device).with_context(|| format!("{}", a.judge.display()))?;
+    let test = TestSplit::load(&a.mnist.mnist)?;
     let mut report = match (&a.pairs, &a.bundle) {
-        (Some(dir), _) => {
-            let pairs = read_pairs(dir)?;
-            let real = score(&real_test(0..pairs.len()));
-            serde_json::to_value(score(&pairs).with_frechet(&real)?)?
-        }
+        (Some(dir), _) => serde_json::to_value(protocol::judge_pairs(&judge, &read_pairs(dir)?, &test)?)?,
         (None, Some(path)) => {
-            let device = cpu();
-            let bytes = std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
-            let bundle = bundle::load(&bytes, &device).with_context(|| format!("loading {}", path.display()))?;
-            let opts = SampleOptions { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed };
-            let generated: Vec<_> = bundle
-                .generate(a.count, 16, opts, &device)
-                .into_iter()
-                .map(|p| Pair { image: p.image, caption: p.caption })
-                .collect();
-            let real = score(&real_test(0..a.count));
-            let generated = score(&generated).with_frechet(&real)?;
-            // the ceiling's distance: the test pairs after those, against the same reference
-            let real_frechet = score(&real_test(a.count..2 * a.count)).with_frechet(&real)?.frechet_distance;
-            serde_json::json!({
-                "generated": generated,
-                "real_test": Scores { frechet_distance: real_frechet, ..real },
-            })
+            let bundle = load_bundle(path, &a.load)?;
+            serde_json::to_value(protocol::judge_bundle(&judge, &bundle, a.count, a.sample.options(), &test, &device)?)?
         }
         (None, None) => bail!("give --pairs DIR or --bundle FILE"),
     };
     if let Some(run) = &a.run {
-        let device = cpu();
-        let (vae, state) = train::load_stage1(&run.join("stage1"), &device)?;
-        let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
-        let recon = mxq::reconstruction::reconstruct(&vae, &tokenizer, &real_test(0..a.count), &device);
+        let (vae, state) = Run::new(run).stage1(&device)?;
+        let tokenizer = Run::tokenizer(&state)?;
+        let recon = mxq::eval::reconstruction::reconstruct(&vae, &tokenizer, &test.pairs(0..a.count), &device);
         report["stage1_reconstruction"] = serde_json::to_value(recon)?;
     }
     if a.json {

@@ -71,7 +71,7 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     };
     ok(&variant("sep", "separate"));
     let state = std::fs::read_to_string(tmp.path().join("sep/stage1/state.json")).unwrap();
-    assert!(state.contains("\"separate_codebooks\": true") && state.contains("\"joint\": false"), "{state}");
+    assert!(state.contains("\"quantizer\": \"separate\""), "{state}");
     let bad = mxq(&variant("bogus", "bogus"));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown variant 'bogus'"));
 

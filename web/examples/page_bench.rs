@@ -11,7 +11,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use harness::{browser, eval, open, serve, wait_for};
-use mxq::sampler::SampleOptions;
+use mxq::bundle::LoadOptions;
+use mxq::sample::SampleOptions;
 use serde_json::json;
 
 fn gzip_len(bytes: &[u8]) -> usize {
@@ -43,9 +44,12 @@ fn main() {
 
     // native, same bundle, same batches (flex CPU backend with rayon on this machine's cores)
     let device = mxq::cpu();
-    let bundle =
-        mxq::bundle::load(&std::fs::read(harness::root().join("assets/demo.mxq.safetensors")).unwrap(), &device)
-            .unwrap();
+    let bundle = mxq::bundle::load(
+        &std::fs::read(harness::root().join("assets/demo.mxq.safetensors")).unwrap(),
+        &device,
+        LoadOptions::default(),
+    )
+    .unwrap();
     let opts = SampleOptions { temperature: 0.7, top_k: 0, top_p: 1.0, seed: 1 };
     bundle.generate(2, 2, opts, &device); // warm-up
     for &(batch, count) in RUNS {

@@ -1,14 +1,13 @@
 //! The browser side of mxq: one wasm-bindgen class, [`Demo`], that the page's Web Worker
 //! (`web/worker.js`) drives. It holds no model code: the bundle loads with
-//! [`mxq::bundle::load`], codes are drawn with [`mxq::sampler::Sampling`] in the same
-//! batches and seeds as `mxq generate` ([`mxq::generate::batches`]), and the bundle's
+//! [`mxq::bundle::load`], codes are drawn with [`mxq::sample::Sampling`] in the same
+//! batches and seeds as `mxq generate` ([`mxq::sample::batches`]), and the bundle's
 //! decoders turn them into pairs. Every read-back is awaited, because WebGPU in a browser
 //! has no synchronous read (burn#4487); on the CPU the await resolves at once.
 
 use burn::prelude::*;
-use mxq::bundle::Bundle;
-use mxq::generate::batches;
-use mxq::sampler::{SampleOptions, Sampling};
+use mxq::bundle::{Bundle, LoadOptions};
+use mxq::sample::{SampleOptions, Sampling, batches};
 use wasm_bindgen::prelude::*;
 
 /// A loaded bundle on the device it runs on.
@@ -30,7 +29,8 @@ impl Demo {
             report_panic(&info.to_string());
         }));
         let (device, backend) = pick_device(force_cpu).await;
-        let bundle = mxq::bundle::load(&bytes, &device).map_err(|e| JsError::new(&e.to_string()))?;
+        let bundle =
+            mxq::bundle::load(&bytes, &device, LoadOptions::default()).map_err(|e| JsError::new(&e.to_string()))?;
         Ok(Demo { bundle, device, backend })
     }
 
@@ -38,6 +38,13 @@ impl Demo {
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.backend.clone()
+    }
+
+    /// The core's default sampling temperature ([`mxq::sample::DEFAULT_TEMPERATURE`], also the
+    /// CLI's), which the page's form starts from.
+    #[wasm_bindgen(getter)]
+    pub fn default_temperature(&self) -> f32 {
+        SampleOptions::default().temperature
     }
 
     /// Codes per pair: the image's grid (8×8) first, then the text's positions (8).
@@ -48,7 +55,7 @@ impl Demo {
 
     #[wasm_bindgen(getter)]
     pub fn text_codes(&self) -> usize {
-        self.bundle.config.stage1.text_positions
+        self.bundle.config.stage1.text_positions()
     }
 
     /// Generates `count` pairs in batches of at most `batch` (batch `i` from seed `seed + i`,
@@ -69,7 +76,7 @@ impl Demo {
         on_pairs: js_sys::Function,
     ) -> Result<(), JsError> {
         let opts = SampleOptions { temperature, top_k, top_p, seed: seed as u64 };
-        let (prior, positions) = (&self.bundle.generator.prior, self.bundle.config.stage1.positions());
+        let (prior, positions) = (&self.bundle.generator.prior, self.bundle.config.stage1.sequence_length());
         let mut first = 0;
         for (n, opts) in batches(count, batch, opts) {
             let mut sampling = Sampling::new(prior, n, positions, opts);

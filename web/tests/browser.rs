@@ -8,8 +8,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::{browser, cards, eval, open, screenshot, serve, wait_for};
-use mxq::data::caption_mnist::parse_caption;
-use mxq::sampler::SampleOptions;
+use mxq::bundle::LoadOptions;
+use mxq::data::grammar::parse_caption;
+use mxq::sample::SampleOptions;
 
 const STATE: &str = "document.body.dataset.state";
 
@@ -20,7 +21,7 @@ fn demo_bundle() -> Vec<u8> {
 /// The pairs the native CLI generates for these options (batches of `batch`).
 fn native_codes(count: usize, batch: usize, opts: SampleOptions) -> Vec<Vec<u32>> {
     let device = mxq::cpu();
-    let bundle = mxq::bundle::load(&demo_bundle(), &device).unwrap();
+    let bundle = mxq::bundle::load(&demo_bundle(), &device, LoadOptions::default()).unwrap();
     bundle.generate(count, batch, opts, &device).into_iter().map(|p| p.codes).collect()
 }
 
@@ -30,7 +31,7 @@ fn native_codes(count: usize, batch: usize, opts: SampleOptions) -> Vec<Vec<u32>
 fn check_cards(cards: &[harness::Card], count: usize) {
     assert_eq!(cards.len(), count);
     let device = mxq::cpu();
-    let bundle = mxq::bundle::load(&demo_bundle(), &device).unwrap();
+    let bundle = mxq::bundle::load(&demo_bundle(), &device, LoadOptions::default()).unwrap();
     let native = bundle.decode_codes(cards.iter().map(|c| c.codes()).collect(), &device);
     for (card, pair) in cards.iter().zip(native) {
         assert_eq!(card.codes().len(), 72, "{card:?}");

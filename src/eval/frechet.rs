@@ -1,7 +1,7 @@
 //! Fréchet distance between two sets of feature vectors (Heusel et al. 2017, "FID"), each
 //! summarised by its mean and covariance:
 //! `‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½`.
-//! mxq reads it in the judge's penultimate features of digit regions (see `judge.rs`).
+//! mxq reads it in the judge's penultimate features of digit regions ([`crate::eval::judge`]).
 //! The eigendecompositions are nalgebra's.
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};

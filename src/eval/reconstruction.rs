@@ -1,15 +1,15 @@
-//! Stage-1 reconstruction figures (issue 4): `pair → codes → pair` with a trained stage 1
+//! Stage-1 reconstruction figures: `pair → codes → pair` with a trained stage 1
 //! on held-out pairs — image MSE and PSNR on [0, 1], token accuracy, exact and valid
 //! captions, and codebook usage over the pairs' codes.
 
 use burn::prelude::*;
 
-use crate::cross_quantizer::CodebookUsage;
-use crate::data::batch::to_rgb;
-use crate::data::{Pair, parse_caption};
-use crate::mxq_vae::MxqVae;
-use crate::tokenizer::CaptionTokenizer;
-use crate::train::PairSet;
+use crate::data::batch::{PairSet, to_rgb};
+use crate::data::grammar::parse_caption;
+use crate::data::pairs::Pair;
+use crate::data::tokenizer::CaptionTokenizer;
+use crate::model::codebook_upkeep::CodebookUsage;
+use crate::model::mxq_vae::MxqVae;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Reconstruction {
@@ -36,8 +36,7 @@ pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], d
     let (mut examples, mut images) = (Vec::new(), Vec::new());
     let ids: Vec<usize> = (0..data.len()).collect();
     for chunk in ids.chunks(50) {
-        let (batch_images, batch_tokens) = data.batch(chunk, None, device);
-        let codes = vae.encode(batch_images, batch_tokens);
+        let codes = vae.encode(data.batch(chunk, None, device));
         for c in codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes") {
             counts[c as usize] += 1;
         }
@@ -50,7 +49,7 @@ pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], d
                 pixels += 1;
             }
             images.push(rgb);
-            let want = &data.tokens[i * data.length..(i + 1) * data.length];
+            let want = data.tokens_of(i);
             let got: Vec<u32> = predicted[k * data.length..(k + 1) * data.length].iter().map(|&t| t as u32).collect();
             tokens_right += want.iter().zip(&got).filter(|(a, b)| a == b).count();
             tokens += want.len();

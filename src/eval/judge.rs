@@ -1,6 +1,6 @@
-//! The Caption MNIST judge (CAPTION_MNIST.md): rules decide which regions of an image hold
-//! a digit and in which colour (from the mean RGB of the region's lit pixels); the digit
-//! classifier (`digit_classifier.rs`) reads each numeral. The judge file is one
+//! The Caption MNIST judge (`docs/CAPTION_MNIST.md`, "Parsing and judging"): rules decide
+//! which regions of an image hold a digit and in which colour (from the mean RGB of the
+//! region's lit pixels); the digit classifier ([`crate::eval::digit_classifier`]) reads each numeral. The judge file is one
 //! safetensors file: the classifier's f32 weights, a format name, a version and the test
 //! accuracy it was shipped with.
 
@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use burn::prelude::*;
 
-use crate::bundle::{load_weights, save_weights};
-use crate::data::caption_mnist::{Colour, Region, SIDE, Unit, parse_caption};
-use crate::digit_classifier::{DigitClassifier, region_pixels};
+use crate::data::grammar::{Colour, Region, SIDE, Unit, parse_caption};
 use crate::error::Error;
+use crate::eval::digit_classifier::{DigitClassifier, region_pixels};
+use crate::weights::{load_weights, save_weights};
 
 /// `format` metadata of a judge file.
 pub const FORMAT: &str = "mxq-judge";
@@ -77,7 +77,7 @@ pub struct Reading {
     pub confidence: f32,
 }
 
-/// The spec's figures for a set of pairs (CAPTION_MNIST.md, "Parsing and judging").
+/// The spec's figures for a set of pairs (`docs/CAPTION_MNIST.md`, "Parsing and judging").
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Scores {
     pub pairs: usize,
@@ -102,7 +102,7 @@ pub struct Scores {
 impl Scores {
     /// Sets the Fréchet distance to `reference`'s features.
     pub fn with_frechet(mut self, reference: &Scores) -> Result<Self, Error> {
-        self.frechet_distance = Some(crate::frechet::frechet_distance(&self.features, &reference.features)?);
+        self.frechet_distance = Some(crate::eval::frechet::frechet_distance(&self.features, &reference.features)?);
         Ok(self)
     }
 }

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::config::Stage1Config;
-use crate::residual::ResidualStack;
+use crate::model::residual::ResidualStack;
 
 #[derive(Module, Debug)]
 pub struct ImageEncoder {
@@ -19,8 +19,10 @@ pub struct ImageEncoder {
 
 impl ImageEncoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
+        let i = &c.image;
         let mut prev = 3;
         let down = c
+            .image
             .down_channels
             .iter()
             .map(|&ch| {
@@ -34,11 +36,11 @@ impl ImageEncoder {
             .collect();
         Self {
             down,
-            trunk_in: Conv2dConfig::new([prev, c.hidden], [3, 3])
+            trunk_in: Conv2dConfig::new([prev, i.hidden], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device),
-            trunk: ResidualStack::new(c.hidden, c.res_hidden, c.res_blocks, device),
-            to_code: Conv2dConfig::new([c.hidden, c.code_dim], [1, 1]).init(device),
+            trunk: ResidualStack::new(i.hidden, i.res_hidden, i.res_blocks, device),
+            to_code: Conv2dConfig::new([i.hidden, c.codebook.dim], [1, 1]).init(device),
         }
     }
 

@@ -13,7 +13,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::config::Stage1Config;
+use crate::config::{CrossMapsConfig, Stage1Config};
 
 #[derive(Module, Debug)]
 pub struct CrossMaps {
@@ -36,9 +36,19 @@ fn set_weight(mut linear: Linear, weight: Tensor<2>, device: &Device) -> Linear 
     linear
 }
 
+/// What the decoders read: one latent per cell of the image grid and per text position.
+#[derive(Debug, Clone)]
+pub struct Latents {
+    /// `[batch, code_dim, 8, 8]`
+    pub image: Tensor<4>,
+    /// `[batch, code_dim, 8]`
+    pub text: Tensor<3>,
+}
+
 impl CrossMaps {
-    pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let (n, image_n, text_n, hidden) = (c.positions(), c.image_positions(), c.text_positions, c.text_cross_hidden);
+    pub fn new(c: &Stage1Config, maps: &CrossMapsConfig, device: &Device) -> Self {
+        let (n, image_n, text_n, hidden) =
+            (c.sequence_length(), c.image_positions(), c.text_positions(), maps.text_hidden);
         // image latent i ← image code i
         let mut image = vec![0f32; n * image_n];
         (0..image_n).for_each(|i| image[i * image_n + i] = 1.0);
@@ -76,14 +86,14 @@ impl CrossMaps {
     /// # Shapes
     /// - codes: `[batch, 72, code_dim]` (quantized)
     /// - output: image latents `[batch, code_dim, 8, 8]`, text latents `[batch, code_dim, 8]`
-    pub fn forward(&self, codes: Tensor<3>) -> (Tensor<4>, Tensor<3>) {
+    pub fn forward(&self, codes: Tensor<3>) -> Latents {
         let [batch, _, dim] = codes.dims();
         let t = codes.swap_dims(1, 2); // [B, D, 72]: linear maps act on the sequence axis
         let image = self.image.forward(t.clone()); // [B, D, 64]
         let grid = (image.dims()[2] as f64).sqrt() as usize;
         let image = image.reshape([batch, dim, grid, grid]); // [B, D, 8, 8]
         let text = self.text_out.forward(relu(self.text_in.forward(t))); // [B, D, 8]
-        (image, text)
+        Latents { image, text }
     }
 }
 
@@ -92,10 +102,10 @@ impl CrossMaps {
 ///
 /// # Shapes
 /// - codes: `[batch, 72, code_dim]` → image latents `[batch, code_dim, 8, 8]`, text latents `[batch, code_dim, 8]`
-pub fn split(codes: Tensor<3>, image_positions: usize) -> (Tensor<4>, Tensor<3>) {
+pub fn split(codes: Tensor<3>, image_positions: usize) -> Latents {
     let [batch, positions, dim] = codes.dims();
     let t = codes.swap_dims(1, 2); // [B, D, 72]
     let side = (image_positions as f64).sqrt() as usize;
     let image = t.clone().narrow(2, 0, image_positions).reshape([batch, dim, side, side]);
-    (image, t.narrow(2, image_positions, positions - image_positions))
+    Latents { image, text: t.narrow(2, image_positions, positions - image_positions) }
 }

@@ -6,7 +6,7 @@
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
 use burn::prelude::*;
 
-use crate::config::Stage1Config;
+use crate::config::JointConfig;
 
 #[derive(Module, Debug)]
 pub struct JointEncoder {
@@ -14,8 +14,9 @@ pub struct JointEncoder {
 }
 
 impl JointEncoder {
-    pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let cfg = TransformerEncoderConfig::new(c.code_dim, c.joint_ff, c.joint_heads, c.joint_layers)
+    /// A joint encoder over positions of width `code_dim`.
+    pub fn new(c: &JointConfig, code_dim: usize, device: &Device) -> Self {
+        let cfg = TransformerEncoderConfig::new(code_dim, c.ff, c.heads, c.layers)
             .with_dropout(c.dropout)
             .with_layer_norm_eps(1e-12);
         Self { transformer: cfg.init(device) }

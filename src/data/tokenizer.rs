@@ -8,7 +8,8 @@ use tokenizers::{AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, T
 
 use crate::Error;
 
-/// Padding: fills captions up to the fixed length; ignored by the text loss.
+/// Padding: fills captions up to the fixed length. A target of the text loss like any
+/// token: the decoder must say where the caption ends.
 pub const PAD: &str = "[PAD]";
 /// Unknown token: bytes never seen in the training captions map to it.
 pub const UNK: &str = "[UNK]";

@@ -1,10 +1,4 @@
-//! CPU kernels for the prior's sampling steps (issue 5): its linear layers packed (int8
-//! stays int8), single-position attention over a plain key/value cache, and GELU. Written
-//! by hand because burn's CPU backend has no int8 matmul and runs a step's tiny ops as
-//! general ones: a `[16, 512] · [512, 2048]` matmul through a GEMM with AVX2 kernels, the
-//! attention as 128 separate `[1, 64] · [64, t]` GEMMs, a cache that is re-concatenated
-//! every step, and `erf` one scalar at a time. Measured on the paper preset, those made up
-//! most of a 16-pair sample.
+//! `y = x · W + b` with the weights packed for small row counts (sampling steps).
 //!
 //! Linear weights are packed in groups of 64 output columns, `[n / 64][k][64]` — one int8 bundle
 //! scale per group row (the bundle's 64-value blocks are exactly these), so the kernel
@@ -14,8 +8,9 @@
 //! interleaved halves), with 7–16 rows one 16-column strip keeps every row's sum in an
 //! AVX-512 register. Sums are FMAs in a different order than burn's GEMM, so results match
 //! burn's `Linear` to float rounding, not bit for bit. Without AVX-512 the same packed
-//! weights run a plain reference loop (the tests compare both); the bundle packs only where
-//! AVX-512 is, since elsewhere burn's GEMM is the faster choice.
+//! weights run a plain reference loop (the tests compare both).
+
+use crate::kernels::Simd;
 
 /// Output columns per packed group (and per int8 scale block).
 pub const GROUP: usize = 64;
@@ -35,18 +30,6 @@ pub struct PackedLinear {
     n: usize,
     weights: Weights,
     bias: Option<Vec<f32>>,
-}
-
-/// Whether this CPU runs the packed kernels (x86-64 with AVX-512F, detected at run time).
-pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 fn check(k: usize, n: usize, len: usize, bias: &Option<Vec<f32>>) -> Result<(), String> {
@@ -85,17 +68,9 @@ impl PackedLinear {
         Ok(Self { k, n, weights: Weights::F32(pack(w, k, n)), bias })
     }
 
-    pub fn outputs(&self) -> usize {
-        self.n
-    }
-
-    /// `x: [m, k]` row-major → `[m, n]`; SIMD where available, else the plain loop.
-    pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
-        self.forward_with(x, m, simd_available())
-    }
-
-    /// As [`Self::forward`], choosing the kernel (the tests run both).
-    pub fn forward_with(&self, x: &[f32], m: usize, simd: bool) -> Vec<f32> {
+    /// `x: [m, k]` row-major → `[m, n]`.
+    pub fn forward(&self, x: &[f32], m: usize, simd: Simd) -> Vec<f32> {
+        let simd = simd.avx512();
         assert_eq!(x.len(), m * self.k, "input is not [{m}, {}]", self.k);
         let mut y = vec![0.0f32; m * self.n];
         let out = Out(y.as_mut_ptr());
@@ -296,176 +271,11 @@ mod avx512 {
     }
 }
 
-/// Keys and values of the positions seen so far for one block, `[T, B, d]` each (heads
-/// side by side in `d`), appended in place.
-#[derive(Debug, Clone, Default)]
-pub struct CachedRows {
-    keys: Vec<f32>,
-    values: Vec<f32>,
-}
-
-impl CachedRows {
-    /// Appends the keys and values of `t` new positions from `qkv: [B, t, 3d]` (q, k, v).
-    pub fn append(&mut self, qkv: &[f32], batch: usize, t: usize, d: usize) {
-        for i in 0..t {
-            for b in 0..batch {
-                let row = &qkv[(b * t + i) * 3 * d..][..3 * d];
-                self.keys.extend_from_slice(&row[d..2 * d]);
-                self.values.extend_from_slice(&row[2 * d..]);
-            }
-        }
-    }
-
-    /// Causal attention of the last `t` cached positions' queries (`qkv: [B, t, 3d]`) over
-    /// every cached position up to their own: `[B, t, d]`, heads side by side.
-    pub fn attend(&self, qkv: &[f32], batch: usize, t: usize, d: usize, heads: usize) -> Vec<f32> {
-        let mut out = vec![0.0f32; batch * t * d];
-        let step = Step { qkv, batch, t, d, heads };
-        // one sequence per task: `out` rows `b·t..(b+1)·t`
-        let run = |(b, out): (usize, &mut [f32])| {
-            #[cfg(target_arch = "x86_64")]
-            if simd_available() {
-                // SAFETY: AVX-512F is present.
-                return unsafe { attend_avx512(self, &step, b, out) };
-            }
-            attend_plain(self, &step, b, out)
-        };
-        #[cfg(feature = "native")]
-        if batch > 1 {
-            use rayon::prelude::*;
-            out.par_chunks_mut(t * d).enumerate().for_each(run);
-            return out;
-        }
-        out.chunks_mut(t * d).enumerate().for_each(run);
-        out
-    }
-}
-
-/// One attention pass: the new positions' `qkv: [B, t, 3d]` and the shapes.
-#[derive(Clone, Copy)]
-struct Step<'a> {
-    qkv: &'a [f32],
-    batch: usize,
-    t: usize,
-    d: usize,
-    heads: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn attend_avx512(c: &CachedRows, step: &Step, b: usize, out: &mut [f32]) {
-    attend_plain(c, step, b, out)
-}
-
-/// Sequence `b`'s rows (`out: [t, d]`), in plain loops of 16-lane form, so the AVX-512
-/// copy above vectorizes them.
-#[inline(always)]
-fn attend_plain(c: &CachedRows, step: &Step, b: usize, out: &mut [f32]) {
-    let Step { qkv, batch, t, d, heads } = *step;
-    let total = c.keys.len() / (batch * d);
-    let hd = d / heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut weights = vec![0.0f32; total];
-    for i in 0..t {
-        let seen = total - t + i + 1; // causal: positions 0..=own
-        let row = b * t + i;
-        for h in 0..heads {
-            let q = &qkv[row * 3 * d + h * hd..][..hd];
-            for (s, w) in weights[..seen].iter_mut().enumerate() {
-                *w = dot(q, &c.keys[(s * batch + b) * d + h * hd..][..hd]) * scale;
-            }
-            softmax_in_place(&mut weights[..seen]);
-            let o = &mut out[i * d + h * hd..][..hd];
-            for (s, &w) in weights[..seen].iter().enumerate() {
-                for (o, &v) in o.iter_mut().zip(&c.values[(s * batch + b) * d + h * hd..][..hd]) {
-                    *o += w * v;
-                }
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let (ac, ar) = a.as_chunks::<16>();
-    let (bc, br) = b.as_chunks::<16>();
-    for (a, b) in ac.iter().zip(bc) {
-        for l in 0..16 {
-            acc[l] += a[l] * b[l];
-        }
-    }
-    acc.iter().sum::<f32>() + ar.iter().zip(br).map(|(a, b)| a * b).sum::<f32>()
-}
-
-#[inline(always)]
-fn softmax_in_place(v: &mut [f32]) {
-    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    v.iter_mut().for_each(|x| *x -= max);
-    exp_in_place(v);
-    let total: f32 = v.iter().sum();
-    v.iter_mut().for_each(|x| *x /= total);
-}
-
-/// `e^x` for `x ≤ 0` (softmax) and the GELU's `e^{-x²}`: Cody–Waite reduction to
-/// `2^n · e^r`, |r| ≤ ln2/2, and a degree-6 Taylor polynomial (relative error < 1e-6;
-/// 0 below e^-87).
-#[inline(always)]
-fn exp_in_place(v: &mut [f32]) {
-    for x in v.iter_mut() {
-        let x0 = x.max(-87.0);
-        let n = (x0 * std::f32::consts::LOG2_E).round();
-        let r = x0 - n * 0.693_145_75 - n * 1.428_606_8e-6;
-        let p =
-            1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-        let y = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
-        *x = if *x < -87.0 { 0.0 } else { y }; // below f32's normal range
-    }
-}
-
-/// GELU in place, `x · Φ(x)` with `erf` from Abramowitz & Stegun 7.1.26 (absolute error
-/// < 1.5e-7, as PyTorch's vectorized `erf`).
-pub fn gelu_in_place(v: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if simd_available() {
-        // SAFETY: AVX-512F is present.
-        unsafe { gelu_avx512(v) };
-        return;
-    }
-    gelu_plain(v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_avx512(v: &mut [f32]) {
-    gelu_plain(v)
-}
-
-#[inline(always)]
-fn gelu_plain(v: &mut [f32]) {
-    let mut e = [0.0f32; 64];
-    for chunk in v.chunks_mut(64) {
-        let e = &mut e[..chunk.len()];
-        for (e, &x) in e.iter_mut().zip(chunk.iter()) {
-            let z = x * std::f32::consts::FRAC_1_SQRT_2;
-            *e = -z * z;
-        }
-        exp_in_place(e);
-        for (x, &e) in chunk.iter_mut().zip(e.iter()) {
-            let z = (*x * std::f32::consts::FRAC_1_SQRT_2).abs();
-            let k = 1.0 / (1.0 + 0.327_591_1 * z);
-            let poly =
-                k * (0.254_829_6 + k * (-0.284_496_74 + k * (1.421_413_7 + k * (-1.453_152_1 + k * 1.061_405_4))));
-            let erf = (1.0 - poly * e).copysign(*x);
-            *x *= 0.5 * (1.0 + erf);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::{dequantize_blocks, quantize_blocks};
+    use crate::kernels::int8::{dequantize_blocks, quantize_blocks};
+    use crate::rng::{Rng, Stream};
 
     fn reference(x: &[f32], w: &[f32], bias: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut y = vec![0.0f64; m * n];
@@ -486,7 +296,7 @@ mod tests {
 
     #[test]
     fn packed_layers_compute_x_w_plus_b_for_every_row_count() {
-        let mut rng = crate::rng::Rng::new(3, 9);
+        let mut rng = Rng::new(3, Stream::Test(9));
         let (k, n) = (70, 192);
         let w: Vec<f32> = (0..k * n).map(|_| rng.unit_f32() - 0.5).collect();
         let bias: Vec<f32> = (0..n).map(|_| rng.unit_f32()).collect();
@@ -496,10 +306,10 @@ mod tests {
         let int8_layer = PackedLinear::int8(&q, &scales, k, n, Some(bias.clone())).unwrap();
         for m in [1, 3, 16, 17, 40] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
-            for simd in [false, simd_available()] {
-                close(&f32_layer.forward_with(&x, m, simd), &reference(&x, &w, &bias, m, k, n));
+            for simd in crate::kernels::tests::both() {
+                close(&f32_layer.forward(&x, m, simd), &reference(&x, &w, &bias, m, k, n));
                 // int8: the f32 model's dequantized weights, not the originals
-                close(&int8_layer.forward_with(&x, m, simd), &reference(&x, &dequantized, &bias, m, k, n));
+                close(&int8_layer.forward(&x, m, simd), &reference(&x, &dequantized, &bias, m, k, n));
             }
         }
         // large enough for the threaded path
@@ -507,85 +317,8 @@ mod tests {
         let w: Vec<f32> = (0..k * n).map(|_| rng.unit_f32() - 0.5).collect();
         let x: Vec<f32> = (0..2 * k).map(|_| rng.unit_f32() - 0.5).collect();
         let layer = PackedLinear::f32(&w, k, n, None).unwrap();
-        close(&layer.forward(&x, 2), &reference(&x, &w, &vec![0.0; n], 2, k, n));
-    }
-
-    #[test]
-    fn gelu_and_exp_match_the_exact_functions() {
-        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 400.0).collect();
-        let mut g = xs.clone();
-        gelu_in_place(&mut g);
-        let mut plain = xs.clone();
-        gelu_plain(&mut plain);
-        for ((&x, &y), &p) in xs.iter().zip(&g).zip(&plain) {
-            let exact = 0.5 * x as f64 * (1.0 + erf_series(x as f64 / 2f64.sqrt()));
-            assert!((y as f64 - exact).abs() < 2e-6 * (1.0 + x.abs() as f64), "gelu({x}) = {y}, exact {exact}");
-            assert!((y - p).abs() <= 1e-6 * (1.0 + x.abs()), "simd and plain gelu differ at {x}");
-        }
-        let mut e: Vec<f32> = (0..=1000).map(|i| -(i as f32) / 10.0).collect();
-        let xs = e.clone();
-        exp_in_place(&mut e);
-        for (x, y) in xs.iter().zip(&e) {
-            let exact = (*x as f64).exp();
-            assert!((*y as f64 - exact).abs() <= 1e-6 * exact + 1e-37, "exp({x}) = {y}, exact {exact}");
-        }
-    }
-
-    /// erf in f64 by its Maclaurin series (A&S 7.1.5), the tests' reference: converges for
-    /// every |x| ≤ 5 used here; beyond, erf is ±1 to f64 precision.
-    fn erf_series(x: f64) -> f64 {
-        if x.abs() > 5.0 {
-            return x.signum();
-        }
-        let (mut term, mut sum, mut n) = (x, x, 0.0);
-        while term.abs() > 1e-17 * sum.abs().max(1e-300) {
-            n += 1.0;
-            term *= -x * x / n;
-            sum += term / (2.0 * n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    }
-
-    #[test]
-    fn cached_attention_is_softmax_of_scaled_dot_products() {
-        let mut rng = crate::rng::Rng::new(5, 1);
-        let (batch, d, heads) = (3, 32, 2);
-        let hd = d / heads;
-        let mut cache = CachedRows::default();
-        let mut all: Vec<Vec<f32>> = vec![]; // per step the qkv [B, t, 3d]
-        for t in [1, 1, 3, 1] {
-            let qkv: Vec<f32> = (0..batch * t * 3 * d).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
-            cache.append(&qkv, batch, t, d);
-            let out = cache.attend(&qkv, batch, t, d, heads);
-            // reference: gather each batch's keys/values in position order across the steps
-            all.push(qkv.clone());
-            let steps: Vec<(usize, &Vec<f32>)> = all.iter().map(|q| (q.len() / (batch * 3 * d), q)).collect();
-            for b in 0..batch {
-                let kv: Vec<&[f32]> = steps
-                    .iter()
-                    .flat_map(|&(tt, q)| (0..tt).map(move |i| &q[(b * tt + i) * 3 * d..][..3 * d]))
-                    .collect();
-                for i in 0..t {
-                    let own = kv.len() - t + i;
-                    for h in 0..heads {
-                        let q = &qkv[(b * t + i) * 3 * d + h * hd..][..hd];
-                        let scores: Vec<f64> = (0..=own)
-                            .map(|s| {
-                                let k = &kv[s][d + h * hd..][..hd];
-                                q.iter().zip(k).map(|(a, b)| (a * b) as f64).sum::<f64>() / (hd as f64).sqrt()
-                            })
-                            .collect();
-                        let max = scores.iter().copied().fold(f64::MIN, f64::max);
-                        let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                        let total: f64 = w.iter().sum();
-                        for j in 0..hd {
-                            let want: f64 = (0..=own).map(|s| w[s] / total * kv[s][2 * d + h * hd + j] as f64).sum();
-                            let got = out[(b * t + i) * d + h * hd + j];
-                            assert!((got as f64 - want).abs() < 1e-5, "b{b} i{i} h{h} j{j}: {got} vs {want}");
-                        }
-                    }
-                }
-            }
+        for simd in crate::kernels::tests::both() {
+            close(&layer.forward(&x, 2, simd), &reference(&x, &w, &vec![0.0; n], 2, k, n));
         }
     }
 

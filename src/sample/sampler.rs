@@ -5,12 +5,46 @@
 //! Drawing on the CPU keeps the result identical on every backend for equal logits, and
 //! sidesteps `topk`/sort, which WebGPU in wasm lacks. [`Sampling`] is a step-wise state
 //! machine so the browser can await each readback; [`sample_codes`] is the native loop.
+//! Both run any [`CachedPrior`]: burn's layers or the packed CPU kernels.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::prior::{KvCache, Prior};
-use crate::rng::Rng;
+use crate::kernels::packed_prior::{PackedCache, PackedPrior};
+use crate::model::prior::{KvCache, Prior};
+use crate::rng::{Rng, Stream};
+
+/// The sampling temperature of `mxq generate`, `mxq eval` and the page unless told otherwise.
+pub const DEFAULT_TEMPERATURE: f32 = 0.7;
+
+/// A prior that runs new positions against a cache of the earlier ones.
+pub trait CachedPrior {
+    type Cache: Default;
+    /// The start token id.
+    fn start(&self) -> usize;
+    /// Logits `[batch, T, vocab]` for the next code after each of `tokens` (`[batch, T]`).
+    fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut Self::Cache) -> Tensor<3>;
+}
+
+impl CachedPrior for Prior {
+    type Cache = KvCache;
+    fn start(&self) -> usize {
+        Prior::start(self)
+    }
+    fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        Prior::forward_cached(self, tokens, cache)
+    }
+}
+
+impl CachedPrior for PackedPrior {
+    type Cache = PackedCache;
+    fn start(&self) -> usize {
+        PackedPrior::start(self)
+    }
+    fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut PackedCache) -> Tensor<3> {
+        PackedPrior::forward_cached(self, tokens, cache)
+    }
+}
 
 /// How to draw codes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -26,7 +60,7 @@ pub struct SampleOptions {
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 0 }
+        Self { temperature: DEFAULT_TEMPERATURE, top_k: 0, top_p: 1.0, seed: 0 }
     }
 }
 
@@ -69,8 +103,8 @@ pub fn draw(logits: &[f32], opts: &SampleOptions, rng: &mut Rng) -> usize {
 }
 
 /// Step-wise sampling of `batch` code sequences.
-pub struct Sampling {
-    cache: KvCache,
+pub struct Sampling<P: CachedPrior> {
+    cache: P::Cache,
     next: Vec<u32>,
     codes: Vec<Vec<u32>>,
     length: usize,
@@ -78,16 +112,16 @@ pub struct Sampling {
     rng: Rng,
 }
 
-impl Sampling {
+impl<P: CachedPrior> Sampling<P> {
     /// Starts `batch` sequences of `length` codes from the start token.
-    pub fn new(prior: &Prior, batch: usize, length: usize, opts: SampleOptions) -> Self {
+    pub fn new(prior: &P, batch: usize, length: usize, opts: SampleOptions) -> Self {
         Self {
-            cache: KvCache::default(),
+            cache: P::Cache::default(),
             next: vec![prior.start() as u32; batch],
             codes: vec![Vec::with_capacity(length); batch],
             length,
             opts,
-            rng: Rng::new(opts.seed, 0x5A_4D_50_4C),
+            rng: Rng::new(opts.seed, Stream::Sampling),
         }
     }
 
@@ -95,7 +129,7 @@ impl Sampling {
         self.codes[0].len() >= self.length
     }
     /// Runs the prior one position forward: logits `[batch, codes]` for the next code.
-    pub fn logits(&mut self, prior: &Prior, device: &Device) -> Tensor<2> {
+    pub fn logits(&mut self, prior: &P, device: &Device) -> Tensor<2> {
         let batch = self.next.len();
         let ids: Vec<i64> = self.next.iter().map(|&c| c as i64).collect();
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), device);
@@ -126,7 +160,13 @@ impl Sampling {
 }
 
 /// Samples `batch` sequences of `length` codes (native: synchronous readback).
-pub fn sample_codes(prior: &Prior, batch: usize, length: usize, opts: SampleOptions, device: &Device) -> Vec<Vec<u32>> {
+pub fn sample_codes<P: CachedPrior>(
+    prior: &P,
+    batch: usize,
+    length: usize,
+    opts: SampleOptions,
+    device: &Device,
+) -> Vec<Vec<u32>> {
     let mut sampling = Sampling::new(prior, batch, length, opts);
     while !sampling.done() {
         let logits = sampling.logits(prior, device).into_data().try_into_vec_as::<f32>().expect("f32 logits");
@@ -142,18 +182,19 @@ mod tests {
     #[test]
     fn filters_follow_top_k_top_p_and_temperature() {
         let logits = [0.0f32, 3.0, 2.9, -1.0];
-        let mut rng = Rng::new(0, 0);
+        let mut rng = Rng::new(0, Stream::Test(0));
         let greedy = SampleOptions { temperature: 0.0, ..Default::default() };
         assert_eq!(draw(&logits, &greedy, &mut rng), 1);
-        let top1 = SampleOptions { top_k: 1, ..Default::default() };
+        let t1 = SampleOptions { temperature: 1.0, ..Default::default() };
+        let top1 = SampleOptions { top_k: 1, ..t1 };
         assert!((0..50).all(|_| draw(&logits, &top1, &mut rng) == 1));
-        let top2 = SampleOptions { top_k: 2, ..Default::default() };
+        let top2 = SampleOptions { top_k: 2, ..t1 };
         let seen: std::collections::BTreeSet<_> = (0..200).map(|_| draw(&logits, &top2, &mut rng)).collect();
         assert_eq!(seen, [1, 2].into());
         // p(1) ≈ 0.50, p(2) ≈ 0.45: top_p 0.4 keeps only code 1
-        let nucleus = SampleOptions { top_p: 0.4, ..Default::default() };
+        let nucleus = SampleOptions { top_p: 0.4, ..t1 };
         assert!((0..50).all(|_| draw(&logits, &nucleus, &mut rng) == 1));
-        let all = SampleOptions::default();
+        let all = t1;
         let seen: std::collections::BTreeSet<_> = (0..2000).map(|_| draw(&logits, &all, &mut rng)).collect();
         assert_eq!(seen.len(), 4);
     }

@@ -5,7 +5,8 @@ use burn::prelude::*;
 
 use crate::bundle::Bundle;
 use crate::data::batch::to_rgb;
-use crate::sampler::{SampleOptions, sample_codes};
+use crate::kernels::packed_prior::MAX_ROWS;
+use crate::sample::sampler::{SampleOptions, sample_codes};
 
 /// One generated pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,13 +52,18 @@ impl Bundle {
         self.pairs_from(codes, &images, &tokens)
     }
 
-    /// Generates `count` pairs in batches of at most `batch` (see [`batches`]).
+    /// Generates `count` pairs in batches of at most `batch` (see [`batches`]); the prior
+    /// samples on the packed kernels where the bundle has them and the batch is small
+    /// enough to gain ([`MAX_ROWS`]), else on burn's layers.
     pub fn generate(&self, count: usize, batch: usize, opts: SampleOptions, device: &Device) -> Vec<GeneratedPair> {
-        let positions = self.config.stage1.positions();
+        let length = self.config.stage1.sequence_length();
         crate::on_cpu_pool(|| {
             let mut out = Vec::with_capacity(count);
             for (n, opts) in batches(count, batch, opts) {
-                let codes = sample_codes(&self.generator.prior, n, positions, opts, device);
+                let codes = match &self.packed_prior {
+                    Some(packed) if n <= MAX_ROWS => sample_codes(packed, n, length, opts, device),
+                    _ => sample_codes(&self.generator.prior, n, length, opts, device),
+                };
                 out.extend(self.decode_codes(codes, device));
             }
             out

@@ -8,12 +8,13 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 
 use crate::config::Stage1Config;
-use crate::cross_maps::CrossMaps;
-use crate::cross_quantizer::{CrossQuantizer, Quantized};
-use crate::decoders::{ImageDecoder, TextDecoder};
-use crate::image_encoder::ImageEncoder;
-use crate::joint_encoder::JointEncoder;
-use crate::text_encoder::TextEncoder;
+use crate::data::batch::Batch;
+use crate::model::cross_maps::{self, CrossMaps};
+use crate::model::cross_quantizer::{CrossQuantizer, Quantized};
+use crate::model::decoders::{ImageDecoder, TextDecoder};
+use crate::model::image_encoder::ImageEncoder;
+use crate::model::joint_encoder::JointEncoder;
+use crate::model::text_encoder::TextEncoder;
 
 /// Pair → continuous features, one per position of the unified sequence.
 #[derive(Module, Debug)]
@@ -72,11 +73,11 @@ pub struct Stage1Loss {
 
 impl MxqEncoder {
     /// # Shapes
-    /// - images: `[batch, 3, 64, 64]`, tokens: `[batch, token_length]`
+    /// - batch: images `[batch, 3, 64, 64]`, tokens `[batch, token_length]`
     /// - output: `[batch, 72, code_dim]`
-    pub fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> Tensor<3> {
-        let image = self.image.forward(images); // [B, 64, D]
-        let text = self.text.forward(tokens); // [B, 8, D]
+    pub fn forward(&self, batch: Batch) -> Tensor<3> {
+        let image = self.image.forward(batch.images); // [B, 64, D]
+        let text = self.text.forward(batch.tokens); // [B, 8, D]
         match &self.joint {
             Some(joint) => joint.forward(image, text),
             None => Tensor::cat(vec![image, text], 1),
@@ -88,7 +89,7 @@ impl MxqDecoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
         Self {
             quantizer: CrossQuantizer::new(c, device),
-            cross_maps: (!c.separate_codebooks).then(|| CrossMaps::new(c, device)),
+            cross_maps: c.cross_maps().map(|maps| CrossMaps::new(c, maps, device)),
             image_positions: c.image_positions(),
             image: ImageDecoder::new(c, device),
             text: TextDecoder::new(c, device),
@@ -97,11 +98,11 @@ impl MxqDecoder {
 
     /// Decodes quantized vectors `[batch, 72, code_dim]`.
     pub fn decode_quantized(&self, quantized: Tensor<3>) -> DecodedPair {
-        let (image, text) = match &self.cross_maps {
+        let latents = match &self.cross_maps {
             Some(maps) => maps.forward(quantized),
-            None => crate::cross_maps::split(quantized, self.image_positions),
+            None => cross_maps::split(quantized, self.image_positions),
         };
-        DecodedPair { image: self.image.forward(image), logits: self.text.forward(text) }
+        DecodedPair { image: self.image.forward(latents.image), logits: self.text.forward(latents.text) }
     }
 
     /// Decodes code indices `[batch, 72]`: all that generation needs.
@@ -116,26 +117,21 @@ impl MxqVae {
             encoder: MxqEncoder {
                 image: ImageEncoder::new(c, device),
                 text: TextEncoder::new(c, device),
-                joint: c.joint.then(|| JointEncoder::new(c, device)),
+                joint: c.joint().map(|j| JointEncoder::new(j, c.codebook.dim, device)),
             },
             decoder: MxqDecoder::new(c, device),
         }
     }
 
     /// The unified code sequence of each pair, `[batch, 72]`.
-    pub fn encode(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> Tensor<2, Int> {
-        self.decoder.quantizer.nearest(self.encoder.forward(images, tokens))
+    pub fn encode(&self, batch: Batch) -> Tensor<2, Int> {
+        self.decoder.quantizer.nearest(self.encoder.forward(batch))
     }
 
     /// Training pass: encode the (masked) inputs, quantize, decode, and score against
     /// the full targets.
-    pub fn forward(
-        &self,
-        inputs: (Tensor<4>, Tensor<2, Int>),
-        targets: (Tensor<4>, Tensor<2, Int>),
-        commitment: f64,
-    ) -> Stage1Output {
-        let features = self.encoder.forward(inputs.0, inputs.1);
+    pub fn forward(&self, inputs: Batch, targets: Batch, commitment: f64) -> Stage1Output {
+        let features = self.encoder.forward(inputs);
         let quantized = self.decoder.quantizer.forward(features);
         let decoded = self.decoder.decode_quantized(quantized.quantized.clone());
         let loss = stage1_loss(&decoded, &quantized, targets, commitment);
@@ -143,12 +139,8 @@ impl MxqVae {
     }
 }
 
-fn stage1_loss(
-    decoded: &DecodedPair,
-    q: &Quantized,
-    (images, tokens): (Tensor<4>, Tensor<2, Int>),
-    beta: f64,
-) -> Stage1Loss {
+fn stage1_loss(decoded: &DecodedPair, q: &Quantized, targets: Batch, beta: f64) -> Stage1Loss {
+    let Batch { images, tokens } = targets;
     let image_mse = (decoded.image.clone() - images).powf_scalar(2.0).mean();
     let [batch, length, vocab] = decoded.logits.dims();
     // Padding is a target too (unlike the authors' ignore_index): the decoder must say

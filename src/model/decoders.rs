@@ -1,6 +1,6 @@
 //! The two decoders (paper §3.1): a CNN that rebuilds the 64×64 image from the 8×8 image
 //! latents, and a 1-D conv decoder that spreads the 8 text latents over the 64 token
-//! positions with one dense map (see `text_encoder.rs` for why) and rebuilds the token
+//! positions with one dense map (see [`crate::model::text_encoder`] for why) and rebuilds the token
 //! logits with length-preserving convs. Both mirror their encoders.
 
 use burn::nn::conv::{Conv1d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -9,8 +9,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::config::Stage1Config;
-use crate::residual::ResidualStack;
-use crate::text_encoder::same_conv;
+use crate::model::residual::ResidualStack;
+use crate::model::text_encoder::same_conv;
 
 #[derive(Module, Debug)]
 pub struct ImageDecoder {
@@ -21,13 +21,14 @@ pub struct ImageDecoder {
 
 impl ImageDecoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let [c0, c1, _] = c.down_channels;
-        let widths = [c.hidden, c1, c0, 3];
+        let i = &c.image;
+        let [c0, c1, _] = i.down_channels;
+        let widths = [i.hidden, c1, c0, 3];
         Self {
-            trunk_in: Conv2dConfig::new([c.code_dim, c.hidden], [3, 3])
+            trunk_in: Conv2dConfig::new([c.codebook.dim, i.hidden], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device),
-            trunk: ResidualStack::new(c.hidden, c.res_hidden, c.res_blocks, device),
+            trunk: ResidualStack::new(i.hidden, i.res_hidden, i.res_blocks, device),
             up: widths
                 .windows(2)
                 .map(|w| {
@@ -66,12 +67,12 @@ pub struct TextDecoder {
 
 impl TextDecoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let e = c.text_embed;
+        let (t, e) = (&c.text, c.text.embed);
         Self {
-            to_tokens: LinearConfig::new(c.text_positions * c.code_dim, c.token_length * e).init(device),
-            convs: (0..c.text_layers).map(|_| same_conv(e, e, c.text_kernel, device)).collect(),
-            to_vocab: LinearConfig::new(e, c.vocab_size).init(device),
-            token_length: c.token_length,
+            to_tokens: LinearConfig::new(t.positions * c.codebook.dim, t.token_length * e).init(device),
+            convs: (0..t.layers).map(|_| same_conv(e, e, t.kernel, device)).collect(),
+            to_vocab: LinearConfig::new(e, t.vocab_size).init(device),
+            token_length: t.token_length,
         }
     }
 

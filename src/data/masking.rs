@@ -3,8 +3,16 @@
 //! full pair, so each modality's codes learn to carry what the other one lost.
 //! Masks are drawn on the CPU with the run's seeded generator, so runs are reproducible.
 
+use crate::config::{IMAGE_SIZE, MaskingConfig};
+use crate::data::tokenizer::{MASK_ID, PAD_ID};
 use crate::rng::Rng;
-use crate::tokenizer::{MASK_ID, PAD_ID};
+
+/// Masks a batch as `masking` says: image patches of `images` (`[batch, 3, 64, 64]`), then
+/// tokens of `tokens` (`length` per caption).
+pub fn mask_batch(images: &mut [f32], tokens: &mut [u32], length: usize, masking: &MaskingConfig, rng: &mut Rng) {
+    mask_image_patches(images, IMAGE_SIZE, masking.patch, masking.image_ratio, rng);
+    mask_tokens(tokens, length, masking.text_ratio, rng);
+}
 
 /// Zeroes `floor(n_patches × ratio)` distinct `patch × patch` squares of each image.
 /// `images` is `[batch, 3, side, side]` in row-major order. Returns the patches zeroed.
@@ -50,10 +58,11 @@ pub fn mask_tokens(tokens: &mut [u32], length: usize, ratio: f64, rng: &mut Rng)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Stream;
 
     #[test]
     fn masks_the_configured_share() {
-        let mut rng = Rng::new(1, 0);
+        let mut rng = Rng::new(1, Stream::Test(0));
         let mut images = vec![1.0f32; 2 * 3 * 64 * 64];
         assert_eq!(mask_image_patches(&mut images, 64, 8, 0.3, &mut rng), 2 * 19); // floor(64 × 0.3)
         let zero = images.iter().filter(|&&v| v == 0.0).count();

@@ -40,13 +40,13 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        let e = c.text_embed;
+        let (t, e) = (&c.text, c.text.embed);
         Self {
-            embedding: EmbeddingConfig::new(c.vocab_size, e).init(device),
-            position: learned_table(c.token_length, e, device),
-            convs: (0..c.text_layers).map(|_| same_conv(e, e, c.text_kernel, device)).collect(),
-            to_codes: LinearConfig::new(c.token_length * e, c.text_positions * c.code_dim).init(device),
-            text_positions: c.text_positions,
+            embedding: EmbeddingConfig::new(t.vocab_size, e).init(device),
+            position: learned_table(t.token_length, e, device),
+            convs: (0..t.layers).map(|_| same_conv(e, e, t.kernel, device)).collect(),
+            to_codes: LinearConfig::new(t.token_length * e, t.positions * c.codebook.dim).init(device),
+            text_positions: t.positions,
         }
     }
 

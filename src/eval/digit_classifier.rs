@@ -1,4 +1,4 @@
-//! The judge's digit classifier (CAPTION_MNIST.md): a small CNN that reads the numeral in
+//! The judge's digit classifier (`docs/CAPTION_MNIST.md`): a small CNN that reads the numeral in
 //! one 32×32 region. Trained on the train digits only, each pasted as the generator pastes
 //! it (offset 2 ± 2 in its region) at a random brightness, never on generated images.
 //! Its penultimate features are the space of the Fréchet distance.
@@ -12,9 +12,9 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 
-use crate::data::Digits;
-use crate::data::caption_mnist::{Region, SIDE};
-use crate::rng::Rng;
+use crate::data::grammar::{Region, SIDE};
+use crate::data::idx::Digits;
+use crate::rng::{Rng, Stream};
 
 /// Side of a region, the classifier's input.
 pub const REGION: usize = 32;
@@ -164,7 +164,7 @@ pub fn train(
     let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(1e-4).init();
     let ce = CrossEntropyLossConfig::new().init(device);
     for epoch in 0..epochs {
-        let mut rng = Rng::new(seed, epoch as u64);
+        let mut rng = Rng::new(seed, Stream::JudgeEpoch(epoch as u64));
         let mut order: Vec<usize> = (0..digits.len()).collect();
         rng.shuffle(&mut order);
         let lr = 1e-3 * if epoch + 2 >= epochs { 0.1 } else { 1.0 };

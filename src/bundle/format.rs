@@ -1,0 +1,144 @@
+//! The bundle's file format: a safetensors file whose metadata holds `format`, `version`,
+//! `precision`, the config and tokenizer JSON and a sha256 of everything; int8 weights
+//! carry their block scales in a companion tensor `NAME.__scale`
+//! ([`crate::kernels::int8`]). This module turns module tensors into that payload and back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use safetensors::{Dtype, SafeTensors};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::kernels::int8::{BLOCK, Precision, dequantize_blocks, quantize_blocks};
+use crate::weights::{OwnedTensor, f32_bytes, f32s};
+
+/// `format` entry of every bundle.
+pub const FORMAT: &str = "mxq-bundle";
+/// Format version this build writes (3: the nested config; 2: the flat config, still read).
+pub const VERSION: u32 = 3;
+/// The versions this build reads: a version-2 bundle's config is converted on load
+/// ([`crate::config::legacy`]); its tensors are named as today's.
+pub const READS: [u32; 2] = [2, 3];
+const SCALE_SUFFIX: &str = ".__scale";
+
+/// A bundle file's parts, read and checked but not yet built into a model.
+pub struct Contents {
+    pub version: u32,
+    pub precision: Precision,
+    pub config_json: String,
+    pub tokenizer_json: String,
+    /// Plain f32 safetensors bytes of every weight (int8 dequantized), for burn-store.
+    pub weights: Vec<u8>,
+}
+
+/// Hash over every tensor (name, dtype, shape, bytes in name order), the config and the
+/// tokenizer: any flipped byte in the payload or metadata is caught at load.
+fn digest(tensors: &BTreeMap<String, OwnedTensor>, config: &str, tokenizer: &str) -> String {
+    let mut h = Sha256::new();
+    for (name, t) in tensors {
+        h.update(name.as_bytes());
+        h.update(format!("{:?}{:?}", t.dtype, t.shape).as_bytes());
+        h.update(&t.data);
+    }
+    h.update(config.as_bytes());
+    h.update(tokenizer.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bundle bytes from f32 module tensors, stored in `precision` (weights of rank ≥ 2 as
+/// int8 blocks; biases and norms stay f32).
+pub fn write(
+    tensors: BTreeMap<String, OwnedTensor>,
+    config_json: String,
+    tokenizer_json: String,
+    precision: Precision,
+) -> Result<Vec<u8>, Error> {
+    let mut stored = BTreeMap::new();
+    for (name, t) in tensors {
+        if precision == Precision::Int8 && t.shape.len() >= 2 {
+            let (q, scales) = quantize_blocks(&f32s(&t.data));
+            stored.insert(
+                format!("{name}{SCALE_SUFFIX}"),
+                OwnedTensor { dtype: Dtype::F32, shape: vec![scales.len()], data: f32_bytes(&scales) },
+            );
+            stored.insert(
+                name,
+                OwnedTensor { dtype: Dtype::I8, shape: t.shape, data: q.iter().map(|&v| v as u8).collect() },
+            );
+        } else {
+            stored.insert(name, t);
+        }
+    }
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("version".to_string(), VERSION.to_string()),
+        ("precision".to_string(), format!("{precision:?}").to_lowercase()),
+        ("sha256".to_string(), digest(&stored, &config_json, &tokenizer_json)),
+        ("config".to_string(), config_json),
+        ("tokenizer".to_string(), tokenizer_json),
+    ]);
+    crate::weights::serialize(&stored, Some(metadata))
+}
+
+/// Reads and checks bundle bytes: a truncated, corrupted, foreign or wrong-version file
+/// gives an error naming the fault.
+pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
+    let bad = |why: String| Error::Bundle(why);
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        bad(format!("not a readable safetensors file ({} bytes; truncated or corrupted?): {e}", bytes.len()))
+    })?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let field = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata has no '{k}' entry: not an mxq bundle?")));
+    if field("format")? != FORMAT {
+        return Err(bad(format!("format is '{}', expected '{FORMAT}'", field("format")?)));
+    }
+    let version = field("version")?;
+    let Some(version) = version.parse().ok().filter(|v| READS.contains(v)) else {
+        return Err(bad(format!(
+            "format version {version}, but this build reads versions {READS:?}: re-export it with a matching mxq"
+        )));
+    };
+    let mut tensors = BTreeMap::new();
+    for (name, v) in st.tensors() {
+        tensors.insert(name, OwnedTensor { dtype: v.dtype(), shape: v.shape().to_vec(), data: v.data().to_vec() });
+    }
+    let (config_json, tokenizer_json) = (field("config")?, field("tokenizer")?);
+    if &digest(&tensors, config_json, tokenizer_json) != field("sha256")? {
+        return Err(bad("integrity check failed: the sha256 of the contents does not match (corrupted file)".into()));
+    }
+    let precision = match field("precision")?.as_str() {
+        "int8" => Precision::Int8,
+        "f32" => Precision::F32,
+        other => return Err(bad(format!("precision '{other}' (int8 or f32)"))),
+    };
+    // dequantize into a plain f32 safetensors image that burn-store loads
+    let mut plain = BTreeMap::new();
+    for (name, t) in &tensors {
+        if name.ends_with(SCALE_SUFFIX) {
+            continue;
+        }
+        let data = match t.dtype {
+            Dtype::F32 => t.data.clone(),
+            Dtype::I8 => {
+                let scales = tensors
+                    .get(&format!("{name}{SCALE_SUFFIX}"))
+                    .ok_or_else(|| bad(format!("int8 tensor {name} has no scales")))?;
+                let q: Vec<i8> = t.data.iter().map(|&b| b as i8).collect();
+                if scales.data.len() / 4 != q.len().div_ceil(BLOCK) {
+                    return Err(bad(format!("tensor {name}: {} scales for {} values", scales.data.len() / 4, q.len())));
+                }
+                f32_bytes(&dequantize_blocks(&q, &f32s(&scales.data)))
+            }
+            other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),
+        };
+        plain.insert(name.clone(), OwnedTensor { dtype: Dtype::F32, shape: t.shape.clone(), data });
+    }
+    Ok(Contents {
+        version,
+        precision,
+        config_json: config_json.clone(),
+        tokenizer_json: tokenizer_json.clone(),
+        weights: crate::weights::serialize(&plain, None)?,
+    })
+}

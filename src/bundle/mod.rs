@@ -1,0 +1,108 @@
+//! The bundle: ONE safetensors file with everything generation needs — the prior, the
+//! codebook, the cross maps and both decoders, the config, the tokenizer and a format
+//! version — readable from Python too (`safetensors.safe_open`). Weights are int8 blocks
+//! ([`crate::kernels::int8`]) or f32; the file layout is [`format`].
+//!
+//! Loading dequantizes to f32 and hands the tensors to burn-store. Natively on a CPU with
+//! AVX-512 it also packs the prior for the sampling kernels
+//! ([`crate::kernels::packed_prior`]) unless [`LoadOptions::packed_kernels`] says not to.
+
+pub mod format;
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use crate::Error;
+use crate::config::MxqConfig;
+use crate::data::tokenizer::CaptionTokenizer;
+pub use crate::kernels::int8::Precision;
+use crate::kernels::packed_prior::PackedPrior;
+use crate::model::mxq_vae::MxqDecoder;
+use crate::model::prior::Prior;
+
+/// What the bundle ships: the decode half of stage 1 and the prior.
+#[derive(Module, Debug)]
+pub struct Generator {
+    pub decoder: MxqDecoder,
+    pub prior: Prior,
+}
+
+impl Generator {
+    /// A freshly initialised generator of this config's shape.
+    pub fn new(config: &MxqConfig, device: &Device) -> Self {
+        Self { decoder: MxqDecoder::new(&config.stage1, device), prior: Prior::for_config(config, device) }
+    }
+}
+
+/// A loaded bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    pub config: MxqConfig,
+    pub tokenizer: CaptionTokenizer,
+    pub generator: Generator,
+    /// The prior packed for the CPU kernels, where [`load`] packed it.
+    pub packed_prior: Option<PackedPrior>,
+    /// The file's format version (older versions are converted on load).
+    pub version: u32,
+    pub precision: Precision,
+}
+
+/// How to load a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Pack the prior for the CPU sampling kernels where they run: the native CPU device on
+    /// a CPU with AVX-512 (elsewhere burn's layers are as fast or faster). Off: burn's
+    /// layers sample everywhere (side-by-side figures).
+    pub packed_kernels: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { packed_kernels: true }
+    }
+}
+
+/// Serializes a generator, its config and tokenizer into bundle bytes.
+pub fn export(
+    generator: &Generator,
+    config: &MxqConfig,
+    tokenizer: &CaptionTokenizer,
+    precision: Precision,
+) -> Result<Vec<u8>, Error> {
+    format::write(crate::weights::module_tensors(generator)?, config.to_json(), tokenizer.to_json(), precision)
+}
+
+/// Reads and checks bundle bytes, then builds the generator on `device`.
+/// A truncated, corrupted, foreign or wrong-version file gives an error naming the fault.
+pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundle, Error> {
+    let contents = format::read(bytes)?;
+    let config = MxqConfig::from_json(&contents.config_json)?;
+    let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
+    if tokenizer.vocab_size() != config.stage1.text.vocab_size {
+        return Err(Error::Bundle(format!(
+            "tokenizer has {} entries, config says {}",
+            tokenizer.vocab_size(),
+            config.stage1.text.vocab_size
+        )));
+    }
+    let mut generator = Generator::new(&config, device);
+    crate::weights::load_weights(&mut generator, contents.weights)?;
+    // a prior whose widths do not pack (not multiples of 64) samples on burn's layers
+    let packed_prior = (options.packed_kernels && packs_on(device))
+        .then(|| PackedPrior::new(&generator.prior, contents.precision, crate::kernels::Simd::Avx512).ok())
+        .flatten();
+    Ok(Bundle { config, tokenizer, generator, packed_prior, version: contents.version, precision: contents.precision })
+}
+
+/// Whether the packed kernels run on `device`: the native CPU device on a CPU with AVX-512.
+fn packs_on(device: &Device) -> bool {
+    #[cfg(feature = "native")]
+    {
+        crate::kernels::avx512_available() && *device == crate::cpu()
+    }
+    #[cfg(not(feature = "native"))]
+    {
+        let _ = device;
+        false
+    }
+}

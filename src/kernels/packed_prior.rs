@@ -1,0 +1,147 @@
+//! The prior on the CPU kernels: the same blocks as [`Prior`], with its linear layers
+//! packed ([`PackedLinear`]), attention over a plain cache ([`CachedRows`]) and GELU as
+//! [`activations`](crate::kernels::activations) runs it. Embeddings, layer norms and residual
+//! adds stay burn ops on the prior's own modules. Built from a [`Prior`] for inference on the
+//! native CPU device; step for step it gives the prior's logits to float rounding.
+
+use burn::nn::{Embedding, LayerNorm};
+use burn::prelude::*;
+
+use crate::kernels::Simd;
+use crate::kernels::activations::gelu_in_place;
+use crate::kernels::attention::CachedRows;
+use crate::kernels::int8::{Precision, quantize_blocks};
+use crate::kernels::packed_linear::PackedLinear;
+use crate::model::prior::{Prior, embed};
+
+/// Rows (batch × new positions) up to which a pass is worth the packed kernels: sampling
+/// steps, where a general GEMM re-reads every weight for a handful of rows. Beyond, burn's
+/// GEMM is the better choice.
+pub const MAX_ROWS: usize = 64;
+
+/// A [`Prior`] with its linear layers packed.
+#[derive(Debug, Clone)]
+pub struct PackedPrior {
+    token_embedding: Embedding,
+    position_embedding: Embedding,
+    blocks: Vec<PackedBlock>,
+    norm: LayerNorm,
+    head: PackedLinear,
+    vocab: usize,
+    simd: Simd,
+}
+
+#[derive(Debug, Clone)]
+struct PackedBlock {
+    norm_attn: LayerNorm,
+    qkv: PackedLinear,
+    proj: PackedLinear,
+    norm_mlp: LayerNorm,
+    fc: PackedLinear,
+    fc_out: PackedLinear,
+    heads: usize,
+}
+
+/// Keys and values of the positions seen so far, per block, as plain rows.
+#[derive(Debug, Clone, Default)]
+pub struct PackedCache {
+    rows: Vec<CachedRows>,
+    /// Positions already in the cache.
+    pub len: usize,
+}
+
+/// A linear layer's weights `[k, n]` and bias, packed in `precision`.
+fn pack(linear: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear, String> {
+    let [k, n] = linear.weight.dims();
+    let w = linear.weight.val().into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
+    let bias = match &linear.bias {
+        Some(b) => Some(b.val().into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?),
+        None => None,
+    };
+    match precision {
+        // Re-quantizing an int8 bundle's dequantized weights gives back its int8 values (each
+        // block's largest value is ±127 steps) and its scales to a rounding step.
+        Precision::Int8 => {
+            let (q, scales) = quantize_blocks(&w);
+            PackedLinear::int8(&q, &scales, k, n, bias)
+        }
+        Precision::F32 => PackedLinear::f32(&w, k, n, bias),
+    }
+}
+
+fn floats(x: Tensor<3>) -> Vec<f32> {
+    x.into_data().try_into_vec_as::<f32>().expect("f32 activations")
+}
+
+impl PackedPrior {
+    /// Packs `prior`'s linear layers (int8: quantized in the bundle's 64-value blocks).
+    /// An error names a layer whose shape does not pack (widths must be multiples of 64).
+    pub fn new(prior: &Prior, precision: Precision, simd: Simd) -> Result<Self, String> {
+        let blocks = prior
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(PackedBlock {
+                    norm_attn: b.norm_attn.clone(),
+                    qkv: pack(&b.qkv, precision)?,
+                    proj: pack(&b.proj, precision)?,
+                    norm_mlp: b.norm_mlp.clone(),
+                    fc: pack(&b.fc, precision)?,
+                    fc_out: pack(&b.fc_out, precision)?,
+                    heads: b.heads,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            token_embedding: prior.token_embedding.clone(),
+            position_embedding: prior.position_embedding.clone(),
+            blocks,
+            norm: prior.norm.clone(),
+            head: pack(&prior.head, precision)?,
+            vocab: prior.vocab,
+            simd,
+        })
+    }
+
+    /// The start token id.
+    pub fn start(&self) -> usize {
+        self.vocab
+    }
+
+    /// [`Prior::forward_cached`] on the packed kernels.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, T]` → logits `[batch, T, vocab]` for the *next* code at each position
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut PackedCache) -> Tensor<3> {
+        let [batch, t] = tokens.dims();
+        let device = tokens.device();
+        let mut x = embed(&self.token_embedding, &self.position_embedding, tokens, cache.len); // [B, T, d]
+        cache.rows.resize(self.blocks.len(), CachedRows::default());
+        for (block, rows) in self.blocks.iter().zip(cache.rows.iter_mut()) {
+            x = block.forward(x, rows, self.simd);
+        }
+        cache.len += t;
+        let logits = self.head.forward(&floats(self.norm.forward(x)), batch * t, self.simd);
+        Tensor::from_data(TensorData::new(logits, [batch, t, self.vocab]), &device)
+    }
+}
+
+impl PackedBlock {
+    /// The prior's block: causal attention over the cache, then the MLP.
+    ///
+    /// # Shapes
+    /// - x: `[batch, t, d]` new positions → `[batch, t, d]`
+    fn forward(&self, x: Tensor<3>, cache: &mut CachedRows, simd: Simd) -> Tensor<3> {
+        let [batch, t, d] = x.dims();
+        let device = x.device();
+        let rows = batch * t;
+        let tensor = |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [batch, t, d]), &device);
+        let qkv = self.qkv.forward(&floats(self.norm_attn.forward(x.clone())), rows, simd); // [B·T, 3d]
+        cache.append(&qkv, batch, t, d);
+        let attn = cache.attend(&qkv, batch, t, d, self.heads, simd); // [B·T, d]
+        let x = x + tensor(self.proj.forward(&attn, rows, simd));
+        let mut hidden = self.fc.forward(&floats(self.norm_mlp.forward(x.clone())), rows, simd); // [B·T, 4d]
+        gelu_in_place(&mut hidden, simd);
+        x + tensor(self.fc_out.forward(&hidden, rows, simd))
+    }
+}

@@ -1,0 +1,183 @@
+//! Stage 2 (paper §3.3): a GPT-style decoder over `[start, 72 codes]` that learns
+//! p(code_i | code_<i) of stage 1's unified sequences. Pre-norm blocks (GPT-2), learned
+//! positions, an untied head over the codebook. [`Prior::forward_cached`] runs new
+//! positions against a key/value cache, so sampling 72 codes costs 72 single-position
+//! passes. On CPUs with AVX-512 the same weights also run packed
+//! ([`crate::kernels::packed_prior`]).
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+
+use crate::config::{MxqConfig, PriorConfig};
+
+#[derive(Module, Debug)]
+pub struct PriorBlock {
+    pub norm_attn: LayerNorm,
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub norm_mlp: LayerNorm,
+    pub fc: Linear,
+    pub fc_out: Linear,
+    /// On the residual branches; active only when training (autodiff device).
+    dropout: Dropout,
+    pub heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Prior {
+    pub token_embedding: Embedding,
+    pub position_embedding: Embedding,
+    pub blocks: Vec<PriorBlock>,
+    pub norm: LayerNorm,
+    pub head: Linear,
+    /// Code ids are `0..vocab`, the start token is `vocab`.
+    pub vocab: usize,
+}
+
+/// Keys and values of one block's positions, `[batch, heads, t, head_dim]` each.
+#[derive(Debug, Clone)]
+pub struct KeysValues {
+    pub keys: Tensor<4>,
+    pub values: Tensor<4>,
+}
+
+/// What a block gives: its output and the keys/values including the new positions.
+#[derive(Debug, Clone)]
+pub struct BlockOutput {
+    pub x: Tensor<3>,
+    pub cache: KeysValues,
+}
+
+/// Keys and values of the positions seen so far, per block.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<KeysValues>>,
+    /// Positions already in the cache.
+    pub len: usize,
+}
+
+impl PriorBlock {
+    fn new(c: &PriorConfig, device: &Device) -> Self {
+        let d = c.d_model;
+        let init = Initializer::Normal { mean: 0.0, std: 0.02 };
+        // GPT-2 scales the residual projections by 1/sqrt(2 × layers).
+        let out_init = Initializer::Normal { mean: 0.0, std: 0.02 / (2.0 * c.layers as f64).sqrt() };
+        Self {
+            norm_attn: LayerNormConfig::new(d).init(device),
+            qkv: LinearConfig::new(d, 3 * d).with_initializer(init.clone()).init(device),
+            proj: LinearConfig::new(d, d).with_initializer(out_init.clone()).init(device),
+            norm_mlp: LayerNormConfig::new(d).init(device),
+            fc: LinearConfig::new(d, 4 * d).with_initializer(init).init(device),
+            fc_out: LinearConfig::new(4 * d, d).with_initializer(out_init).init(device),
+            dropout: DropoutConfig::new(c.dropout).init(),
+            heads: c.heads,
+        }
+    }
+
+    /// Causal self-attention and MLP over new positions that follow the cached ones.
+    ///
+    /// # Shapes
+    /// - x: `[batch, t, d]` new positions; past: keys/values `[batch, heads, past, head_dim]`
+    /// - output: `[batch, t, d]`, keys/values `[batch, heads, past + t, head_dim]`
+    fn forward(&self, x: Tensor<3>, past: Option<KeysValues>) -> BlockOutput {
+        let [batch, t, d] = x.dims();
+        let head_dim = d / self.heads;
+        let split = |y: Tensor<3>| y.reshape([batch, t, self.heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
+        let qkv = self.qkv.forward(self.norm_attn.forward(x.clone())); // [B, T, 3d]
+        let q = split(qkv.clone().slice([0..batch, 0..t, 0..d]));
+        let mut k = split(qkv.clone().slice([0..batch, 0..t, d..2 * d]));
+        let mut v = split(qkv.slice([0..batch, 0..t, 2 * d..3 * d]));
+        if let Some(past) = past {
+            k = Tensor::cat(vec![past.keys, k], 2);
+            v = Tensor::cat(vec![past.values, v], 2);
+        }
+        let total = k.dims()[2];
+        let mut scores = q.matmul(k.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt(); // [B, H, T, total]
+        if t > 1 {
+            // position i (at total - t + i) sees keys 0..=total - t + i
+            let mask = Tensor::<2, Bool>::tril_mask([t, total], (total - t) as i64, &x.device());
+            scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
+        }
+        let attn = softmax(scores, 3).matmul(v.clone()); // [B, H, T, hd]
+        let attn = attn.swap_dims(1, 2).reshape([batch, t, d]);
+        let x = x + self.dropout.forward(self.proj.forward(attn));
+        let mlp = self.fc_out.forward(gelu(self.fc.forward(self.norm_mlp.forward(x.clone()))));
+        let x = x + self.dropout.forward(mlp);
+        BlockOutput { x, cache: KeysValues { keys: k, values: v } }
+    }
+}
+
+impl Prior {
+    /// A prior over `vocab` code ids and sequences of `length` codes.
+    pub fn new(c: &PriorConfig, vocab: usize, length: usize, device: &Device) -> Self {
+        let init = Initializer::Normal { mean: 0.0, std: 0.02 };
+        Self {
+            token_embedding: EmbeddingConfig::new(vocab + 1, c.d_model).with_initializer(init.clone()).init(device),
+            position_embedding: EmbeddingConfig::new(length + 1, c.d_model).with_initializer(init.clone()).init(device),
+            blocks: (0..c.layers).map(|_| PriorBlock::new(c, device)).collect(),
+            norm: LayerNormConfig::new(c.d_model).init(device),
+            head: LinearConfig::new(c.d_model, vocab).with_bias(false).with_initializer(init).init(device),
+            vocab,
+        }
+    }
+
+    /// The prior of a config: over its codebook's entries, for its sequence length.
+    pub fn for_config(config: &MxqConfig, device: &Device) -> Self {
+        let s = &config.stage1;
+        Self::new(&config.prior, s.codebook_entries(), s.sequence_length(), device)
+    }
+
+    /// The start token id.
+    pub fn start(&self) -> usize {
+        self.vocab
+    }
+
+    /// Runs `tokens` as positions `cache.len..cache.len + T`, appending to the cache.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, T]` → logits `[batch, T, vocab]` for the *next* code at each position
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let t = tokens.dims()[1];
+        let mut x = embed(&self.token_embedding, &self.position_embedding, tokens, cache.len); // [B, T, d]
+        cache.layers.resize(self.blocks.len(), None);
+        for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            let out = block.forward(x, slot.take());
+            x = out.x;
+            *slot = Some(out.cache);
+        }
+        cache.len += t;
+        self.head.forward(self.norm.forward(x))
+    }
+
+    /// Full-sequence pass (training).
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward_cached(tokens, &mut KvCache::default())
+    }
+
+    /// Next-code cross-entropy of code sequences `[batch, 72]` (the start token is prepended).
+    pub fn loss(&self, sequences: Tensor<2, Int>) -> Tensor<1> {
+        let [batch, n] = sequences.dims();
+        let device = sequences.device();
+        let start = Tensor::<2, Int>::full([batch, 1], self.start() as i64, &device);
+        let inputs = Tensor::cat(vec![start, sequences.clone().slice([0..batch, 0..n - 1])], 1); // [B, 72]
+        let logits = self.forward(inputs); // [B, 72, K]
+        let ce = CrossEntropyLossConfig::new().init(&device);
+        ce.forward(logits.reshape([batch * n, self.vocab]), sequences.reshape([batch * n]))
+    }
+}
+
+/// Token + position embeddings of `tokens` at positions `from..from + T` (the packed prior
+/// embeds with the same modules).
+///
+/// # Shapes
+/// - tokens: `[batch, T]` → `[batch, T, d_model]`
+pub fn embed(token: &Embedding, position: &Embedding, tokens: Tensor<2, Int>, from: usize) -> Tensor<3> {
+    let [batch, t] = tokens.dims();
+    let positions =
+        Tensor::<1, Int>::arange(from as i64..(from + t) as i64, &tokens.device()).reshape([1, t]).repeat_dim(0, batch);
+    token.forward(tokens) + position.forward(positions)
+}

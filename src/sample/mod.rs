@@ -1,0 +1,9 @@
+//! Sampling: the prior's code sequences drawn with temperature, top-k and top-p from a seed
+//! ([`sampler`]), and pairs generated from a bundle ([`generate`]: `codes → decode → pair`).
+//! Imports the layers below it (data, model, kernels, bundle).
+
+pub mod generate;
+pub mod sampler;
+
+pub use generate::{GeneratedPair, batches};
+pub use sampler::{DEFAULT_TEMPERATURE, SampleOptions, Sampling};

@@ -1,0 +1,20 @@
+//! Training both stages: the options ([`options`]), the shared loop ([`fit`]) with its
+//! metrics and checkpoints, one file per stage's step ([`stage1`], [`prior`]), and the run
+//! folder that holds them ([`run`]). Imports the layers below it; nothing imports it but
+//! the CLI.
+
+pub mod checkpoint;
+pub mod fit;
+pub mod metrics;
+pub mod options;
+pub mod prior;
+pub mod run;
+pub mod stage1;
+
+pub use checkpoint::{Checkpoint, TrainState};
+pub use fit::{Progress, Stage};
+pub use metrics::{EpochMetrics, StepReport};
+pub use options::TrainOptions;
+pub use prior::{CodeSequences, PriorStep, encode_sequences, train_prior};
+pub use run::{ConfigSource, Run, Stage1Setup};
+pub use stage1::{Stage1Step, train_stage1};

@@ -1,0 +1,122 @@
+//! The prior's training step: next-code cross-entropy over the code sequences of a frozen
+//! stage 1, which [`encode_sequences`] makes.
+
+use std::path::Path;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+
+use crate::Error;
+use crate::config::MxqConfig;
+use crate::data::batch::PairSet;
+use crate::data::tokenizer::CaptionTokenizer;
+use crate::model::mxq_vae::MxqVae;
+use crate::model::prior::Prior;
+use crate::train::checkpoint::{Checkpoint, TrainState};
+use crate::train::fit::{Progress, Stage, fit, start_state};
+use crate::train::metrics::StepMetrics;
+use crate::train::options::TrainOptions;
+
+/// Code sequences of a set of pairs, back to back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeSequences {
+    pub codes: Vec<u32>,
+    /// Codes per sequence (72).
+    pub length: usize,
+}
+
+impl CodeSequences {
+    pub fn len(&self) -> usize {
+        self.codes.len() / self.length.max(1)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+    /// Sequence `i`.
+    pub fn get(&self, i: usize) -> &[u32] {
+        &self.codes[i * self.length..(i + 1) * self.length]
+    }
+}
+
+/// Encodes every pair into its unified code sequence with a frozen stage 1, `batch` pairs at a time.
+pub fn encode_sequences(vae: &MxqVae, data: &PairSet, batch: usize, device: &Device) -> CodeSequences {
+    let ids: Vec<usize> = (0..data.len()).collect();
+    let codes: Vec<u32> = crate::on_cpu_pool(|| {
+        ids.chunks(batch.max(1))
+            .flat_map(|chunk| {
+                vae.encode(data.batch(chunk, None, device))
+                    .into_data()
+                    .try_into_vec_as::<i64>()
+                    .expect("int codes")
+                    .into_iter()
+                    .map(|c| c as u32)
+            })
+            .collect()
+    });
+    let length = codes.len() / data.len().max(1);
+    CodeSequences { codes, length }
+}
+
+/// The prior's step over a set of code sequences.
+pub struct PriorStep<'a> {
+    sequences: &'a CodeSequences,
+    device: Device,
+}
+
+impl<'a> PriorStep<'a> {
+    /// Steps over `sequences`; `device` must be an autodiff device.
+    pub fn new(sequences: &'a CodeSequences, device: &Device) -> Self {
+        Self { sequences, device: device.clone() }
+    }
+}
+
+impl Stage<Prior> for PriorStep<'_> {
+    const NAME: &'static str = "prior";
+
+    fn items(&self) -> usize {
+        self.sequences.len()
+    }
+
+    fn step(
+        &mut self,
+        model: Prior,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        batch: &[usize],
+        _: usize,
+    ) -> (Prior, StepMetrics) {
+        let flat: Vec<i64> = batch.iter().flat_map(|&i| self.sequences.get(i).iter().map(|&c| c as i64)).collect();
+        let sequences =
+            Tensor::<2, Int>::from_data(TensorData::new(flat, [batch.len(), self.sequences.length]), &self.device);
+        let loss = model.loss(sequences);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        (optim.step(lr, model, grads), vec![("loss", value)])
+    }
+}
+
+/// Trains (or resumes) the prior in `dir` on code sequences. `device` must be an autodiff device.
+pub fn train_prior(
+    dir: &Path,
+    config: &MxqConfig,
+    tokenizer: &CaptionTokenizer,
+    sequences: &CodeSequences,
+    options: &TrainOptions,
+    device: &Device,
+    progress: Progress,
+) -> Result<Prior, Error> {
+    let ckpt = Checkpoint::new(dir);
+    let (state, resume) = start_state(&ckpt, PriorStep::NAME, config, tokenizer, options)?;
+    device.seed(state.options.seed);
+    let model = Prior::for_config(&state.config, device);
+    let mut stage = PriorStep::new(sequences, device);
+    fit(model, &mut stage, state, &ckpt, resume, progress)
+}
+
+/// Loads a trained prior (inference mode) from its checkpoint folder.
+pub fn load_prior(dir: &Path, device: &Device) -> Result<(Prior, TrainState), Error> {
+    let ckpt = Checkpoint::new(dir);
+    let state = ckpt.state()?;
+    let model = ckpt.load_model(Prior::for_config(&state.config, device))?;
+    Ok((model.valid(), state))
+}

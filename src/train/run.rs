@@ -1,0 +1,132 @@
+//! A run folder: `tokenizer.json`, `stage1/` and `prior/` (each a checkpoint with its
+//! metrics), and what starts or continues a stage in it — the tokenizer trained on the
+//! captions, the config from a preset or file with its variant and the tokenizer's
+//! vocabulary, the checks that a run is new or resumed as asked.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use crate::Error;
+use crate::bundle::Generator;
+use crate::config::MxqConfig;
+use crate::data::pairs::Pair;
+use crate::data::tokenizer::CaptionTokenizer;
+use crate::error::write_atomic;
+use crate::model::mxq_vae::MxqVae;
+use crate::model::prior::Prior;
+use crate::train::checkpoint::{Checkpoint, TrainState};
+use crate::train::{prior, stage1};
+
+/// Where a run's config comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigSource {
+    /// `paper`, `demo` or `tiny`.
+    Preset(String),
+    /// A JSON file with a whole config.
+    File(PathBuf),
+}
+
+/// How to start stage 1 of a new run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage1Setup {
+    pub config: ConfigSource,
+    /// One of [`MxqConfig::VARIANTS`].
+    pub variant: String,
+    /// Largest tokenizer vocabulary (specials included).
+    pub vocab_size: usize,
+    /// Tokens per caption.
+    pub token_length: usize,
+}
+
+/// A run folder.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub dir: PathBuf,
+}
+
+impl Run {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    pub fn stage1_dir(&self) -> PathBuf {
+        self.dir.join("stage1")
+    }
+    pub fn prior_dir(&self) -> PathBuf {
+        self.dir.join("prior")
+    }
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.dir.join("tokenizer.json")
+    }
+
+    /// A stage folder holds a checkpoint exactly when the run is resumed.
+    pub fn check_resume(stage_dir: &Path, resume: bool) -> Result<(), Error> {
+        let exists = Checkpoint::new(stage_dir).exists();
+        let bad = |why: String| Err(Error::Checkpoint { path: stage_dir.display().to_string(), why });
+        if exists && !resume {
+            return bad("already holds a checkpoint: pass --resume to continue it, or choose another --run".into());
+        }
+        if resume && !exists {
+            return bad("--resume: no checkpoint here".into());
+        }
+        Ok(())
+    }
+
+    /// The config and tokenizer stage 1 trains with. A new run trains the tokenizer on
+    /// `pairs`' captions, writes it to `tokenizer.json`, and sets the config's vocabulary
+    /// and caption length from it; a resumed run reads `tokenizer.json` back (its config
+    /// comes from the checkpoint).
+    pub fn prepare_stage1(
+        &self,
+        pairs: &[Pair],
+        setup: &Stage1Setup,
+        resume: bool,
+    ) -> Result<(MxqConfig, CaptionTokenizer), Error> {
+        Self::check_resume(&self.stage1_dir(), resume)?;
+        let path = self.tokenizer_path();
+        let tokenizer = if resume {
+            CaptionTokenizer::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?
+        } else {
+            let t = CaptionTokenizer::train(
+                pairs.iter().map(|p| p.caption.as_str()),
+                setup.vocab_size,
+                setup.token_length,
+            )?;
+            write_atomic(&path, t.to_json().as_bytes())?;
+            t
+        };
+        let mut config = match &setup.config {
+            ConfigSource::File(p) => MxqConfig::from_json(&std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?)?,
+            ConfigSource::Preset(name) => MxqConfig::preset(name)?,
+        }
+        .variant(&setup.variant)?;
+        config.stage1.text.vocab_size = tokenizer.vocab_size();
+        config.stage1.text.token_length = tokenizer.length();
+        config.check()?;
+        Ok((config, tokenizer))
+    }
+
+    /// The trained stage 1 (inference mode) and its checkpoint state.
+    pub fn stage1(&self, device: &Device) -> Result<(MxqVae, TrainState), Error> {
+        stage1::load_stage1(&self.stage1_dir(), device)
+    }
+
+    /// The trained prior (inference mode) and its checkpoint state.
+    pub fn prior(&self, device: &Device) -> Result<(Prior, TrainState), Error> {
+        prior::load_prior(&self.prior_dir(), device)
+    }
+
+    /// The run's tokenizer, as stage 1 recorded it.
+    pub fn tokenizer(state: &TrainState) -> Result<CaptionTokenizer, Error> {
+        CaptionTokenizer::from_json(&state.tokenizer)
+    }
+
+    /// What a bundle ships from this run: stage 1's decoder half and the prior, with the
+    /// config and tokenizer.
+    pub fn generator(&self, device: &Device) -> Result<(Generator, MxqConfig, CaptionTokenizer), Error> {
+        let (vae, state) = self.stage1(device)?;
+        let (prior, _) = self.prior(device)?;
+        let tokenizer = Self::tokenizer(&state)?;
+        Ok((Generator { decoder: vae.decoder, prior }, state.config, tokenizer))
+    }
+}

@@ -1,4 +1,4 @@
-"""mxq beside the PyTorch peer (issue 5): the same figures on the same shapes, A/B alternated.
+"""mxq beside the PyTorch peer: the same figures on the same shapes, A/B alternated.
 
 Run by `scripts/bench-peer`, which builds `mxq` and the peer's venv. Each round runs every
 figure once for each side, in alternating order (mxq first in odd rounds, the peer first in
@@ -9,7 +9,7 @@ peer seconds ÷ mxq seconds for sampling (both: > 1 means mxq is faster).
 The peer is matched to mxq's presets with its `--set` options: the image CNN, the joint
 (BERT) encoder, the codebook and the prior are the same sizes; the text CNN cannot be: the
 peer keeps the authors' unpadded kernel-15 convs (64 → 8 positions), mxq its dense map
-(`text_encoder.rs` says why). Parameter counts of both are printed so the gap is visible.
+(`src/model/text_encoder.rs` says why). Parameter counts of both are printed so the gap is visible.
 """
 
 import json
@@ -62,7 +62,8 @@ def run(cmd):
 
 
 def mxq(preset, measure):
-    out = run([MXQ, "bench", "--only", measure, "--presets", preset, "--batch", str(BATCH), "--steps", str(STEPS)])
+    extra = ["--no-packed-kernels"] if os.environ.get("BURN_LAYERS") == "1" else []
+    out = run([MXQ, "bench", "--only", measure, "--presets", preset, "--batch", str(BATCH), "--steps", str(STEPS), *extra])
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -17,13 +17,14 @@ if (query.get('embed') === '1') document.body.classList.add('embed');
 
 function options() {
   const number = (name, lo, hi, fallback) => {
-    const v = Number(form.elements[name].value);
+    const raw = form.elements[name].value;
+    const v = raw === '' ? NaN : Number(raw); // an empty field means the default
     return Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : fallback;
   };
   return {
     count: Math.round(number('count', 1, 64, 16)),
     batch: Math.round(number('batch', 1, 64, 4)),
-    temperature: number('temperature', 0, 2, 0.7),
+    temperature: number('temperature', 0, 2, defaultTemperature),
     topK: Math.round(number('top_k', 0, 256, 0)),
     topP: number('top_p', 0.05, 1, 1),
     seed: Math.round(number('seed', 0, 4294967295, 1)),
@@ -31,6 +32,8 @@ function options() {
 }
 
 let worker = null;
+// the core's default (mxq::sample::DEFAULT_TEMPERATURE), from the worker once the bundle is ready
+let defaultTemperature = null;
 let codesPerPair = { image: 64, text: 8 };
 let cards = [];
 let autorun = query.get('autorun') === '1';
@@ -112,7 +115,11 @@ const handlers = {
       $('status').textContent = `Downloading the bundle… ${mb(loaded)} MB`;
     }
   },
-  ready({ backend, imageCodes, textCodes, bytes, loadMs }) {
+  ready({ backend, imageCodes, textCodes, temperature, bytes, loadMs }) {
+    defaultTemperature = Number(temperature.toFixed(4));
+    if (!query.has('temperature') && form.elements.temperature.value === '') {
+      form.elements.temperature.value = defaultTemperature;
+    }
     codesPerPair = { image: imageCodes, text: textCodes };
     $('download').hidden = true;
     $('backend').textContent = backend;

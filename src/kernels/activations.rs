@@ -28,6 +28,8 @@ pub fn gelu_in_place(v: &mut [f32], simd: Simd) {
         unsafe { gelu_avx512(v) };
         return;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd; // plain loops only
     gelu_plain(v)
 }
 

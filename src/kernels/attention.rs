@@ -27,6 +27,8 @@ impl CachedRows {
     /// Causal attention of the last `t` cached positions' queries (`qkv: [B, t, 3d]`) over
     /// every cached position up to their own: `[B, t, d]`, heads side by side.
     pub fn attend(&self, qkv: &[f32], batch: usize, t: usize, d: usize, heads: usize, simd: Simd) -> Vec<f32> {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = simd; // plain loops only
         let mut out = vec![0.0f32; batch * t * d];
         let step = Step { qkv, batch, t, d, heads };
         // one sequence per task: `out` rows `b·t..(b+1)·t`

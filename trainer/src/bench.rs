@@ -107,21 +107,22 @@ fn timed(runs: usize, mut run: impl FnMut()) -> f64 {
 }
 
 /// Times `steps` steps of a stage per run, as `mxq train`'s loop runs them (on the CPU pool,
-/// the step counter going on from run to run, so the warm-up holds step 0).
+/// the model moved into each step as `fit` does, the step counter going on from run to run,
+/// so the warm-up holds step 0).
 fn time_steps<M: burn::module::Module, S: Stage<M>>(
     a: &BenchArgs,
-    mut model: M,
+    model: M,
     stage: &mut S,
     opts: &TrainOptions,
 ) -> f64 {
     let mut optim = opts.optimizer();
     let batch: Vec<usize> = (0..a.batch).collect();
-    let mut step = 0;
+    let (mut model, mut step) = (Some(model), 0);
     timed(a.runs, || {
         mxq::on_cpu_pool(|| {
             for _ in 0..a.steps {
-                let (m, _) = stage.step(model.clone(), &mut optim, opts.learning_rate_at(step), &batch, step);
-                model = m;
+                let lr = opts.learning_rate_at(step);
+                model = Some(stage.step(model.take().expect("a model"), &mut optim, lr, &batch, step).0);
                 step += 1;
             }
         })

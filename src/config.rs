@@ -116,6 +116,35 @@ pub struct Stage1Config {
     pub masking: MaskingConfig,
 }
 
+/// The order in which the prior reads and writes a pair's codes. Stage 1's unified
+/// sequence is always image codes (row-major 8×8), then text codes; the prior may model
+/// it with the caption first, so that a pair's caption is drawn before its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SequenceOrder {
+    /// The unified sequence as it is: image, then text (the paper's order).
+    #[default]
+    ImageFirst,
+    /// Text codes first, then the image codes.
+    TextFirst,
+}
+
+impl std::fmt::Display for SequenceOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(name.as_str().unwrap_or_default())
+    }
+}
+
+impl std::str::FromStr for SequenceOrder {
+    type Err = String;
+    /// `image-first` or `text-first`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| format!("'{s}' is not an order (image-first, text-first)"))
+    }
+}
+
 /// Stage 2: the GPT-style prior over `[start, 72 codes]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +153,9 @@ pub struct PriorConfig {
     pub heads: usize,
     pub d_model: usize,
     pub dropout: f64,
+    /// Absent in configs written before it existed: image first.
+    #[serde(default)]
+    pub order: SequenceOrder,
 }
 
 /// Everything a model's shape depends on.
@@ -212,7 +244,7 @@ impl MxqConfig {
                 },
                 masking: MaskingConfig { image_ratio: 0.3, text_ratio: 0.3, patch: 8 },
             },
-            prior: PriorConfig { layers: 8, heads: 8, d_model: 512, dropout: 0.1 },
+            prior: PriorConfig { layers: 8, heads: 8, d_model: 512, dropout: 0.1, order: SequenceOrder::ImageFirst },
         }
     }
 
@@ -233,7 +265,7 @@ impl MxqConfig {
                 },
                 ..paper
             },
-            prior: PriorConfig { layers: 4, heads: 4, d_model: 256, dropout: 0.0 },
+            prior: PriorConfig { layers: 4, heads: 4, d_model: 256, dropout: 0.0, order: SequenceOrder::ImageFirst },
         }
     }
 
@@ -252,8 +284,32 @@ impl MxqConfig {
                 },
                 ..demo
             },
-            prior: PriorConfig { layers: 1, heads: 2, d_model: 32, dropout: 0.0 },
+            prior: PriorConfig { layers: 1, heads: 2, d_model: 32, dropout: 0.0, order: SequenceOrder::ImageFirst },
         }
+    }
+
+    /// The unified-sequence position (stage 1's order) of each of the prior's positions.
+    pub fn prior_positions(&self) -> Vec<usize> {
+        let (image, all) = (self.stage1.image_positions(), self.stage1.sequence_length());
+        match self.prior.order {
+            SequenceOrder::ImageFirst => (0..all).collect(),
+            SequenceOrder::TextFirst => (image..all).chain(0..image).collect(),
+        }
+    }
+
+    /// A pair's codes in the prior's order, from stage 1's.
+    pub fn to_prior_order(&self, unified: &[u32]) -> Vec<u32> {
+        self.prior_positions().into_iter().map(|p| unified[p]).collect()
+    }
+
+    /// A pair's codes in stage 1's order, from the prior's; positions not drawn yet
+    /// (`prior.len()` below the sequence length) are `None`.
+    pub fn to_unified_order(&self, prior: &[u32]) -> Vec<Option<u32>> {
+        let mut unified = vec![None; self.stage1.sequence_length()];
+        for (&p, &code) in self.prior_positions().iter().zip(prior) {
+            unified[p] = Some(code);
+        }
+        unified
     }
 
     /// A preset by name.

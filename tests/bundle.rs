@@ -6,6 +6,7 @@ use burn::prelude::*;
 use mxq::MxqConfig;
 use mxq::bundle::{self, Generator, LoadOptions, Precision};
 use mxq::kernels::int8::{BLOCK, dequantize_blocks, quantize_blocks};
+use mxq::train;
 use safetensors::SafeTensors;
 
 fn setup() -> (Generator, MxqConfig, mxq::data::tokenizer::CaptionTokenizer, Device) {
@@ -117,4 +118,42 @@ fn separate_codebooks_bundle_round_trips_without_cross_maps() {
     let wrong = bundle::export(&shared_generator, &cfg, &tok, Precision::F32).unwrap();
     let err = bundle::load(&wrong, &device, LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("codebook") || err.contains("cross_maps"), "{err}");
+}
+
+/// A text-first prior draws the caption's codes first; the bundle hands the decoders (and
+/// the caller) stage 1's order, and the order travels in the file.
+#[test]
+fn a_text_first_prior_draws_the_caption_first_and_decodes_in_stage_1_order() {
+    use mxq::config::SequenceOrder;
+    use mxq::sample::SampleOptions;
+    use mxq::sample::sampler::sample_codes;
+    let (_, mut cfg, tok, device) = setup();
+    cfg.prior.order = SequenceOrder::TextFirst;
+    assert_eq!(cfg.prior_positions()[..9], [64, 65, 66, 67, 68, 69, 70, 71, 0]);
+    let unified: Vec<u32> = (0..72).collect();
+    let drawn = cfg.to_prior_order(&unified);
+    assert_eq!(drawn[..8], [64, 65, 66, 67, 68, 69, 70, 71]);
+    assert_eq!(cfg.to_unified_order(&drawn).into_iter().map(Option::unwrap).collect::<Vec<_>>(), unified);
+    // eight drawn codes: the text positions are known, the image's not yet
+    let partial = cfg.to_unified_order(&drawn[..8]);
+    assert!(partial[..64].iter().all(Option::is_none) && partial[64..].iter().all(Option::is_some));
+    let sequences = train::CodeSequences { codes: unified.iter().chain(&unified).copied().collect(), length: 72 };
+    assert_eq!(sequences.in_prior_order(&cfg).get(1), drawn);
+
+    let generator = Generator::new(&cfg, &device);
+    let bytes = bundle::export(&generator, &cfg, &tok, Precision::F32).unwrap();
+    let b = bundle::load(&bytes, &device, LoadOptions { packed_kernels: false }).unwrap();
+    assert_eq!(b.config.prior.order, SequenceOrder::TextFirst);
+    let opts = SampleOptions { temperature: 1.0, seed: 5, ..SampleOptions::default() };
+    let drawn = sample_codes(&b.generator.prior, 3, 72, opts, &device);
+    let pairs = b.generate(3, 3, opts, &device);
+    for (pair, drawn) in pairs.iter().zip(&drawn) {
+        assert_ne!(&pair.codes, drawn, "codes come back in stage 1's order, not as drawn");
+        assert_eq!(&cfg.to_prior_order(&pair.codes), drawn);
+    }
+    let decoded = b.decode_codes(pairs.iter().map(|p| p.codes.clone()).collect(), &device);
+    assert_eq!(
+        decoded.iter().map(|p| &p.caption).collect::<Vec<_>>(),
+        pairs.iter().map(|p| &p.caption).collect::<Vec<_>>()
+    );
 }

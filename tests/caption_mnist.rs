@@ -138,3 +138,16 @@ fn rule_judge_reads_regions_and_colours_of_real_pairs() {
     assert!(agree as f64 >= 0.99 * n as f64, "layout and colours read right on {agree}/{n} real pairs");
     assert!(mxq::eval::judge::read_layout(&vec![0u8; SIDE * SIDE * 3]).is_empty());
 }
+
+#[test]
+fn digit_counts_follow_the_layout_rule() {
+    use mxq::data::caption_mnist::DIGIT_COUNT_SHARES;
+    let g = CaptionMnist::split(&common::digits(), Split::Train, None).unwrap();
+    let n = 5000;
+    let mut counts = [0usize; 5];
+    (0..n).for_each(|i| counts[g.pair(i).units.len()] += 1);
+    for (k, (&c, share)) in counts.iter().zip(DIGIT_COUNT_SHARES).enumerate() {
+        // one binomial standard error at n = 5000 is at most 0.7 points
+        assert!((c as f64 / n as f64 - share).abs() < 0.025, "{k} digits: {c} of {n}, spec {share}");
+    }
+}

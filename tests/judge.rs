@@ -42,6 +42,41 @@ fn judge_reads_real_test_pairs_like_their_ground_truth() {
 }
 
 #[test]
+fn scores_break_down_by_digit_count_with_its_distance_to_the_data() {
+    use mxq::data::caption_mnist::DIGIT_COUNT_SHARES;
+    let judge = Judge::from_bytes(shipped(), &mxq::cpu()).unwrap();
+    let g = CaptionMnist::split(&common::digits(), Split::Test, None).unwrap();
+    let pairs: Vec<_> = (0..400).map(|i| g.pair(i)).collect();
+    let all: Vec<(&[u8], &str)> = pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect();
+    let scores = judge.score(&all);
+    let shares: Vec<f64> = scores.by_digit_count.iter().map(|c| c.share_pct).collect();
+    assert_eq!(scores.by_digit_count.iter().map(|c| c.digits).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert!((shares.iter().sum::<f64>() - 100.0).abs() < 1e-9, "{shares:?}");
+    let truth = |k: usize| 100.0 * pairs.iter().filter(|p| p.units.len() == k).count() as f64 / 400.0;
+    for c in &scores.by_digit_count {
+        // the judge counts lit regions, which real pairs have exactly as many as units
+        assert!((c.share_pct - truth(c.digits)).abs() <= 0.5, "{c:?} vs {}", truth(c.digits));
+        assert!(c.digits == 0 || c.consistency_pct >= 85.0, "{c:?}");
+    }
+    assert!(scores.digit_count_total_variation < 0.08, "{}", scores.digit_count_total_variation);
+    // only one-digit pairs: 0.5 · (|1 − 0.4| + 3 · 0.2) = 0.6 from the data's mix
+    let single: Vec<(&[u8], &str)> =
+        pairs.iter().filter(|p| p.units.len() == 1).map(|p| (p.image.as_slice(), p.caption.as_str())).collect();
+    let one = judge.score(&single);
+    assert!((one.by_digit_count[1].share_pct - 100.0).abs() < 1e-9, "{:?}", one.by_digit_count);
+    assert!((one.digit_count_total_variation - 0.6).abs() < 1e-9);
+    assert!((DIGIT_COUNT_SHARES.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    // copied captions: the share found in the training set's
+    assert_eq!(scores.copied_captions_pct, None);
+    let train: std::collections::HashSet<String> = pairs[..100].iter().map(|p| p.caption.clone()).collect();
+    let captions: Vec<&str> = all.iter().map(|p| p.1).collect();
+    let copied = scores.clone().with_copied(&captions[..100], &train).copied_captions_pct;
+    assert_eq!(copied, Some(100.0));
+    let none = std::collections::HashSet::from(["a white 1 on the moon.".to_string()]);
+    assert_eq!(scores.with_copied(&captions, &none).copied_captions_pct, Some(0.0));
+}
+
+#[test]
 fn damaged_judge_files_are_named_errors() {
     let device = mxq::cpu();
     let good = shipped();

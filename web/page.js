@@ -34,7 +34,7 @@ function options() {
 let worker = null;
 // the core's default (mxq::sample::DEFAULT_TEMPERATURE), from the worker once the bundle is ready
 let defaultTemperature = null;
-let codesPerPair = { image: 64, text: 8 };
+let codesPerPair = { image: 64, text: 8, notDrawn: 0xffffffff };
 let cards = [];
 let autorun = query.get('autorun') === '1';
 
@@ -75,15 +75,19 @@ function drawCodes(card, codes) {
   ctx.fillStyle = '#111';
   ctx.fillRect(0, 0, SIZE, SIZE);
   codes.forEach((code, i) => {
+    if (code === codesPerPair.notDrawn || i >= codesPerPair.image) return;
     ctx.fillStyle = hue(code);
-    if (i < codesPerPair.image) ctx.fillRect((i % side) * cell, Math.floor(i / side) * cell, cell - 1, cell - 1);
+    ctx.fillRect((i % side) * cell, Math.floor(i / side) * cell, cell - 1, cell - 1);
   });
   card.text.replaceChildren(
-    ...codes.slice(codesPerPair.image).map((code) => {
-      const chip = document.createElement('i');
-      chip.style.background = hue(code);
-      return chip;
-    }),
+    ...codes
+      .slice(codesPerPair.image)
+      .filter((code) => code !== codesPerPair.notDrawn)
+      .map((code) => {
+        const chip = document.createElement('i');
+        chip.style.background = hue(code);
+        return chip;
+      }),
   );
 }
 
@@ -115,12 +119,12 @@ const handlers = {
       $('status').textContent = `Downloading the bundle… ${mb(loaded)} MB`;
     }
   },
-  ready({ backend, imageCodes, textCodes, temperature, bytes, loadMs }) {
+  ready({ backend, imageCodes, textCodes, notDrawn, temperature, bytes, loadMs }) {
     defaultTemperature = Number(temperature.toFixed(4));
     if (!query.has('temperature') && form.elements.temperature.value === '') {
       form.elements.temperature.value = defaultTemperature;
     }
-    codesPerPair = { image: imageCodes, text: textCodes };
+    codesPerPair = { image: imageCodes, text: textCodes, notDrawn };
     $('download').hidden = true;
     $('backend').textContent = backend;
     $('generate').disabled = false;

@@ -52,6 +52,7 @@ async function load({ url, forceCpu }) {
     backend: demo.backend,
     imageCodes: demo.image_codes,
     textCodes: demo.text_codes,
+    notDrawn: demo.not_drawn,
     temperature: demo.default_temperature,
     bytes: bytes.length,
     loadMs: performance.now() - bundleArrived,

@@ -27,6 +27,10 @@ pub struct CaptionMnist {
     seed: u64,
 }
 
+/// Share of pairs with 0, 1, 2, 3 and 4 digits under the layout rule: one centre digit with
+/// probability 1/5, else 1–4 quadrants uniformly (so 1/5 + 4/5 · 1/4 for one digit).
+pub const DIGIT_COUNT_SHARES: [f64; 5] = [0.0, 0.4, 0.2, 0.2, 0.2];
+
 /// The spec's two splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {

@@ -26,27 +26,46 @@ pub struct Pair {
 
 /// Reads `DIR/pairs.jsonl` (or a `.jsonl` file) and every image it names.
 pub fn read_pairs(path: &Path) -> Result<Vec<Pair>, Error> {
-    let jsonl = if path.is_dir() { path.join("pairs.jsonl") } else { path.to_path_buf() };
+    let (jsonl, records) = read_records(path)?;
     let root = jsonl.parent().unwrap_or(Path::new("."));
+    records
+        .into_iter()
+        .map(|(line, rec)| {
+            let image = load_image(&root.join(&rec.image)).map_err(|e| bad_line(&jsonl, line, e.to_string()))?;
+            Ok(Pair { image, caption: rec.caption })
+        })
+        .collect()
+}
+
+/// The captions of `DIR/pairs.jsonl` (or a `.jsonl` file), without loading the images.
+pub fn read_captions(path: &Path) -> Result<Vec<String>, Error> {
+    Ok(read_records(path)?.1.into_iter().map(|(_, rec)| rec.caption).collect())
+}
+
+fn bad_line(jsonl: &Path, line: usize, why: String) -> Error {
+    Error::Dataset { path: format!("{}:{line}", jsonl.display()), why }
+}
+
+/// The listing's path and its records with their line numbers; at least one, none with an empty caption.
+fn read_records(path: &Path) -> Result<(std::path::PathBuf, Vec<(usize, PairRecord)>), Error> {
+    let jsonl = if path.is_dir() { path.join("pairs.jsonl") } else { path.to_path_buf() };
     let text = std::fs::read_to_string(&jsonl).map_err(|e| Error::io(&jsonl, e))?;
-    let bad = |line: usize, why: String| Error::Dataset { path: format!("{}:{line}", jsonl.display()), why };
-    let mut pairs = Vec::new();
+    let mut records = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let rec: PairRecord = serde_json::from_str(line)
-            .map_err(|e| bad(i + 1, format!("not a {{\"image\", \"caption\"}} object: {e}")))?;
+            .map_err(|e| bad_line(&jsonl, i + 1, format!("not a {{\"image\", \"caption\"}} object: {e}")))?;
         if rec.caption.trim().is_empty() {
-            return Err(bad(i + 1, "empty caption".into()));
+            return Err(bad_line(&jsonl, i + 1, "empty caption".into()));
         }
-        let image = load_image(&root.join(&rec.image)).map_err(|e| bad(i + 1, e.to_string()))?;
-        pairs.push(Pair { image, caption: rec.caption });
+        records.push((i + 1, rec));
     }
-    if pairs.is_empty() {
-        return Err(bad(0, "no pairs".into()));
+    if records.is_empty() {
+        return Err(bad_line(&jsonl, 0, "no pairs".into()));
     }
-    Ok(pairs)
+    Ok((jsonl, records))
 }
 
 /// Loads any image the `image` crate reads as `IMAGE_SIZE`² RGB bytes.

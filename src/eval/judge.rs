@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use burn::prelude::*;
 
+use crate::data::caption_mnist::DIGIT_COUNT_SHARES;
 use crate::data::grammar::{Colour, Region, SIDE, Unit, parse_caption};
 use crate::error::Error;
 use crate::eval::digit_classifier::{DigitClassifier, region_pixels};
@@ -77,6 +78,16 @@ pub struct Reading {
     pub confidence: f32,
 }
 
+/// The pairs whose image the judge reads as holding `digits` digits.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DigitCount {
+    pub digits: usize,
+    /// Share of all pairs.
+    pub share_pct: f64,
+    /// Consistent pairs among these.
+    pub consistency_pct: f64,
+}
+
 /// The spec's figures for a set of pairs (`docs/CAPTION_MNIST.md`, "Parsing and judging").
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Scores {
@@ -90,6 +101,14 @@ pub struct Scores {
     /// Lit regions whose numeral the classifier calls with probability ≥ 0.9.
     pub fidelity_pct: f64,
     pub distinct_captions_per_pair: f64,
+    /// By the number of digits the judge reads in the image (0–4): how many pairs, and how
+    /// many of them consistent.
+    pub by_digit_count: Vec<DigitCount>,
+    /// Total variation between that histogram and the data's ([`DIGIT_COUNT_SHARES`]):
+    /// 0 when the pairs have the data's mix of digit counts, 1 when they share none.
+    pub digit_count_total_variation: f64,
+    /// Captions found verbatim among a training set's; set by [`Scores::with_copied`].
+    pub copied_captions_pct: Option<f64>,
     /// Fréchet distance to a reference set in the classifier's penultimate features of
     /// lit regions; set by [`Scores::with_frechet`] (`None` until then).
     pub frechet_distance: Option<f64>,
@@ -104,6 +123,13 @@ impl Scores {
     pub fn with_frechet(mut self, reference: &Scores) -> Result<Self, Error> {
         self.frechet_distance = Some(crate::eval::frechet::frechet_distance(&self.features, &reference.features)?);
         Ok(self)
+    }
+
+    /// Sets the share of `captions` (these pairs' captions, in order) that appear in `train`.
+    pub fn with_copied(mut self, captions: &[&str], train: &std::collections::HashSet<String>) -> Self {
+        let copied = captions.iter().filter(|c| train.contains(**c)).count();
+        self.copied_captions_pct = Some(100.0 * copied as f64 / captions.len().max(1) as f64);
+        self
     }
 }
 
@@ -153,11 +179,15 @@ impl Judge {
         let (mut valid, mut layout, mut consistent) = (0usize, 0usize, 0usize);
         let (mut units_said, mut units_right, mut lit, mut sure) = (0usize, 0usize, 0usize, 0usize);
         let mut features = Vec::new();
+        // Pairs and consistent pairs by the digits the judge reads.
+        let mut by_count = [(0usize, 0usize); DIGIT_COUNT_SHARES.len()];
         for chunk in pairs.chunks(64) {
             let images: Vec<&[u8]> = chunk.iter().map(|p| p.0).collect();
             let (readings, f) = self.read(&images);
             features.extend(f);
             for ((_, caption), read) in chunk.iter().zip(readings) {
+                let count = &mut by_count[read.len().min(DIGIT_COUNT_SHARES.len() - 1)];
+                count.0 += 1;
                 lit += read.len();
                 sure += read.iter().filter(|r| r.confidence >= 0.9).count();
                 let Ok(mut said) = parse_caption(caption) else { continue };
@@ -166,6 +196,7 @@ impl Judge {
                 seen.sort();
                 said.sort();
                 consistent += usize::from(said == seen);
+                count.1 += usize::from(said == seen);
                 units_said += said.len();
                 units_right += said.iter().filter(|u| seen.contains(u)).count();
                 let said_layout: Vec<_> = said.iter().map(|u| (u.region, u.colour)).collect();
@@ -175,6 +206,17 @@ impl Judge {
         }
         let distinct = pairs.iter().map(|p| p.1).collect::<std::collections::HashSet<_>>().len();
         let pct = |a: usize, b: f64| if b > 0.0 { 100.0 * a as f64 / b } else { 0.0 };
+        let by_digit_count: Vec<DigitCount> = by_count
+            .iter()
+            .enumerate()
+            .map(|(digits, &(all, agree))| DigitCount {
+                digits,
+                share_pct: pct(all, n),
+                consistency_pct: pct(agree, all as f64),
+            })
+            .collect();
+        let digit_count_total_variation = 0.5
+            * by_digit_count.iter().zip(DIGIT_COUNT_SHARES).map(|(c, q)| (c.share_pct / 100.0 - q).abs()).sum::<f64>();
         Scores {
             pairs: pairs.len(),
             validity_pct: pct(valid, n),
@@ -183,6 +225,9 @@ impl Judge {
             layout_colour_consistency_pct: pct(layout, n),
             fidelity_pct: pct(sure, lit as f64),
             distinct_captions_per_pair: distinct as f64 / n.max(1.0),
+            by_digit_count,
+            digit_count_total_variation,
+            copied_captions_pct: None,
             frechet_distance: None,
             judge_test_digit_accuracy_pct: 100.0 * self.test_accuracy,
             features,

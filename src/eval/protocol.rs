@@ -2,8 +2,11 @@
 //! which real pairs are the reference and which the ceiling. Judged pairs are read against
 //! as many real test pairs, whose judge features are the Fréchet reference; generated pairs
 //! are judged beside real test pairs, and the ceiling's Fréchet distance is that of the next
-//! test pairs to the same reference.
+//! test pairs to the same reference. With a training set's captions, both rows also say
+//! how many captions are copied verbatim from it; with a trained stage 1, the ceiling that
+//! its decoders set is the judged reconstruction of the same test pairs.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;
 
@@ -14,8 +17,11 @@ use crate::Error;
 use crate::bundle::Bundle;
 use crate::data::caption_mnist::{CaptionMnist, Split};
 use crate::data::idx::Digits;
-use crate::data::pairs::Pair;
+use crate::data::pairs::{Pair, read_captions};
+use crate::data::tokenizer::CaptionTokenizer;
 use crate::eval::judge::{Judge, Scores};
+use crate::eval::reconstruction::{Reconstruction, reconstruct};
+use crate::model::mxq_vae::MxqVae;
 use crate::sample::sampler::SampleOptions;
 
 /// Pairs sampled together when a bundle is judged.
@@ -47,14 +53,28 @@ pub struct BundleReport {
     pub real_test: Scores,
 }
 
-fn score(judge: &Judge, pairs: &[Pair]) -> Scores {
-    judge.score(&pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect::<Vec<_>>())
+/// The captions of a training pairs folder, to count generated captions copied from it.
+pub fn train_captions(dir: &Path) -> Result<HashSet<String>, Error> {
+    Ok(read_captions(dir)?.into_iter().collect())
+}
+
+fn score(judge: &Judge, pairs: &[Pair], train: Option<&HashSet<String>>) -> Scores {
+    let scores = judge.score(&pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())).collect::<Vec<_>>());
+    match train {
+        Some(train) => scores.with_copied(&pairs.iter().map(|p| p.caption.as_str()).collect::<Vec<_>>(), train),
+        None => scores,
+    }
 }
 
 /// Judges `pairs` (any system's), with the Fréchet distance to as many real test pairs.
-pub fn judge_pairs(judge: &Judge, pairs: &[Pair], test: &TestSplit) -> Result<Scores, Error> {
-    let reference = score(judge, &test.pairs(0..pairs.len()));
-    score(judge, pairs).with_frechet(&reference)
+pub fn judge_pairs(
+    judge: &Judge,
+    pairs: &[Pair],
+    test: &TestSplit,
+    train: Option<&HashSet<String>>,
+) -> Result<Scores, Error> {
+    let reference = score(judge, &test.pairs(0..pairs.len()), None);
+    score(judge, pairs, train).with_frechet(&reference)
 }
 
 /// Generates `count` pairs from `bundle` and judges them beside `count` real test pairs.
@@ -64,6 +84,7 @@ pub fn judge_bundle(
     count: usize,
     opts: SampleOptions,
     test: &TestSplit,
+    train: Option<&HashSet<String>>,
     device: &Device,
 ) -> Result<BundleReport, Error> {
     let generated: Vec<Pair> = bundle
@@ -71,8 +92,44 @@ pub fn judge_bundle(
         .into_iter()
         .map(|p| Pair { image: p.image, caption: p.caption })
         .collect();
-    let reference = score(judge, &test.pairs(0..count));
-    let generated = score(judge, &generated).with_frechet(&reference)?;
-    let ceiling = score(judge, &test.pairs(count..2 * count)).with_frechet(&reference)?.frechet_distance;
+    let reference = score(judge, &test.pairs(0..count), train);
+    let generated = score(judge, &generated, train).with_frechet(&reference)?;
+    let ceiling = score(judge, &test.pairs(count..2 * count), None).with_frechet(&reference)?.frechet_distance;
     Ok(BundleReport { generated, real_test: Scores { frechet_distance: ceiling, ..reference } })
+}
+
+/// What a trained stage 1 makes of the first `count` test pairs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage1Report {
+    pub reconstruction: Reconstruction,
+    /// The reconstructed pairs judged (caption against image): generated pairs, decoded by
+    /// the same decoders, cannot agree more than this.
+    pub judged: Scores,
+    /// Where it is lost: each reconstructed half judged against the other half's original,
+    /// the reconstructed image with the true caption …
+    pub image_against_true_caption: Scores,
+    /// … and the reconstructed caption with the true image.
+    pub caption_against_true_image: Scores,
+}
+
+/// Encodes and decodes the first `count` test pairs with `vae`, and judges the result.
+pub fn judge_stage1(
+    judge: &Judge,
+    vae: &MxqVae,
+    tokenizer: &CaptionTokenizer,
+    count: usize,
+    test: &TestSplit,
+    device: &Device,
+) -> Result<Stage1Report, Error> {
+    let pairs = test.pairs(0..count);
+    let reconstruction = crate::on_cpu_pool(|| reconstruct(vae, tokenizer, &pairs, device));
+    let pair = |image: &Vec<u8>, caption: &String| Pair { image: image.clone(), caption: caption.clone() };
+    let (images, captions) = (&reconstruction.images, &reconstruction.captions);
+    let rebuilt: Vec<Pair> = images.iter().zip(captions).map(|(i, c)| pair(i, c)).collect();
+    let judged = judge_pairs(judge, &rebuilt, test, None)?;
+    let true_caption: Vec<Pair> = images.iter().zip(&pairs).map(|(i, p)| pair(i, &p.caption)).collect();
+    let image_against_true_caption = judge_pairs(judge, &true_caption, test, None)?;
+    let true_image: Vec<Pair> = pairs.iter().zip(captions).map(|(p, c)| pair(&p.image, c)).collect();
+    let caption_against_true_image = judge_pairs(judge, &true_image, test, None)?;
+    Ok(Stage1Report { reconstruction, judged, image_against_true_caption, caption_against_true_image })
 }

@@ -21,24 +21,41 @@ pub struct Reconstruction {
     pub valid_captions_pct: f64,
     pub perplexity: f64,
     pub live_codes: usize,
+    /// The sum over text positions of each position's code entropy, in bits: at most what
+    /// the text codes can tell about a caption (a Caption MNIST caption holds up to ~42).
+    pub text_code_bits: f64,
     /// (caption, reconstructed caption) of the first four pairs.
     pub examples: Vec<(String, String)>,
     /// The reconstructed images (RGB bytes), in order.
     #[serde(skip)]
     pub images: Vec<Vec<u8>>,
+    /// The reconstructed captions, in order.
+    #[serde(skip)]
+    pub captions: Vec<String>,
 }
 
 /// Encodes and decodes `pairs` (in batches of 50) and scores the result against them.
 pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], device: &Device) -> Reconstruction {
     let data = PairSet::new(pairs, tokenizer);
     let (mut squared, mut pixels, mut tokens_right, mut tokens, mut exact, mut valid) = (0f64, 0usize, 0, 0, 0, 0);
-    let mut counts = vec![0u64; vae.decoder.quantizer.codebook.dims()[0]];
-    let (mut examples, mut images) = (Vec::new(), Vec::new());
+    let entries = vae.decoder.quantizer.codebook.dims()[0];
+    let mut counts = vec![0u64; entries];
+    // per text position, how often each code
+    let mut text_counts: Vec<Vec<u64>> = Vec::new();
+    let (mut examples, mut images, mut captions) = (Vec::new(), Vec::new(), Vec::new());
     let ids: Vec<usize> = (0..data.len()).collect();
     for chunk in ids.chunks(50) {
         let codes = vae.encode(data.batch(chunk, None, device));
-        for c in codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes") {
+        let [_, length] = codes.dims();
+        // the image's 8×8 grid comes first
+        let text_from = (crate::config::IMAGE_SIZE >> 3).pow(2);
+        text_counts.resize(length.saturating_sub(text_from), vec![0; entries]);
+        let flat = codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes");
+        for (i, &c) in flat.iter().enumerate() {
             counts[c as usize] += 1;
+            if i % length >= text_from {
+                text_counts[i % length - text_from][c as usize] += 1;
+            }
         }
         let out = vae.decoder.decode(codes);
         let rgb = to_rgb(&out.image.into_data().try_into_vec_as::<f32>().expect("f32 image"));
@@ -57,8 +74,9 @@ pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], d
             exact += usize::from(caption == pairs[i].caption);
             valid += usize::from(parse_caption(&caption).is_ok());
             if examples.len() < 4 {
-                examples.push((pairs[i].caption.clone(), caption));
+                examples.push((pairs[i].caption.clone(), caption.clone()));
             }
+            captions.push(caption);
         }
     }
     let n = pairs.len().max(1) as f64;
@@ -73,7 +91,9 @@ pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], d
         valid_captions_pct: 100.0 * valid as f64 / n,
         perplexity: usage.perplexity,
         live_codes: usage.live_codes,
+        text_code_bits: text_counts.iter().map(|c| CodebookUsage::from_counts(c).perplexity.log2()).sum(),
         examples,
         images,
+        captions,
     }
 }

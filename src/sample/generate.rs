@@ -14,7 +14,7 @@ pub struct GeneratedPair {
     /// RGB bytes, 64×64×3.
     pub image: Vec<u8>,
     pub caption: String,
-    /// The 72 codes it was decoded from.
+    /// The 72 codes it was decoded from, in stage 1's order (image, then text).
     pub codes: Vec<u32>,
 }
 
@@ -44,6 +44,17 @@ impl Bundle {
             .collect()
     }
 
+    /// Sequences drawn by the prior (in its order, [`crate::config::SequenceOrder`]) as stage
+    /// 1's unified sequences, which the decoders read.
+    pub fn unified_codes(&self, drawn: Vec<Vec<u32>>) -> Vec<Vec<u32>> {
+        drawn
+            .iter()
+            .map(|codes| {
+                self.config.to_unified_order(codes).into_iter().map(|c| c.expect("a whole sequence")).collect()
+            })
+            .collect()
+    }
+
     /// Decodes code sequences into pairs (native, synchronous readback).
     pub fn decode_codes(&self, codes: Vec<Vec<u32>>, device: &Device) -> Vec<GeneratedPair> {
         let (images, tokens) = self.decode_tensors(&codes, device);
@@ -64,7 +75,7 @@ impl Bundle {
                     Some(packed) if n <= MAX_ROWS => sample_codes(packed, n, length, opts, device),
                     _ => sample_codes(&self.generator.prior, n, length, opts, device),
                 };
-                out.extend(self.decode_codes(codes, device));
+                out.extend(self.decode_codes(self.unified_codes(codes), device));
             }
             out
         })

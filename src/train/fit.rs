@@ -123,7 +123,7 @@ pub(crate) fn fit<M: Module, S: Stage<M>>(
             if state.step >= total {
                 break;
             }
-            let lr = opts.learning_rate_at(state.step);
+            let lr = opts.learning_rate_at(state.step, total);
             let batch = &order[b * opts.batch_size..(b + 1) * opts.batch_size];
             let (m, metrics) = crate::on_cpu_pool(|| stage.step(model, &mut optim, lr, batch, state.step));
             model = m;

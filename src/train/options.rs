@@ -4,6 +4,33 @@
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use serde::{Deserialize, Serialize};
 
+/// How the learning rate moves after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Stays at the learning rate.
+    #[default]
+    Constant,
+    /// Falls along a half cosine to a tenth of it at the run's last step.
+    Cosine,
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(name.as_str().unwrap_or_default())
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+    /// `constant` or `cosine`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| format!("'{s}' is not a schedule (constant, cosine)"))
+    }
+}
+
 /// How to train one stage. [`TrainOptions::default`] is the one source of the CLI's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
@@ -13,6 +40,9 @@ pub struct TrainOptions {
     pub weight_decay: f64,
     /// Linear warm-up of the learning rate over this many steps.
     pub warmup_steps: usize,
+    /// After the warm-up (absent in runs recorded before it existed: constant).
+    #[serde(default)]
+    pub schedule: Schedule,
     pub seed: u64,
     /// Stop after this many steps in all (for quick runs); the checkpoint still resumes.
     pub max_steps: Option<usize>,
@@ -41,6 +71,7 @@ impl Default for TrainOptions {
             learning_rate: 5e-4,
             weight_decay: 1e-4,
             warmup_steps: 100,
+            schedule: Schedule::Constant,
             seed: 0,
             max_steps: None,
             checkpoint_every: 500,
@@ -62,8 +93,42 @@ impl TrainOptions {
         AdamWConfig::new().with_weight_decay(self.weight_decay as f32).init()
     }
 
-    /// The learning rate of optimizer step `step` (0-based): linear warm-up, then constant.
-    pub fn learning_rate_at(&self, step: usize) -> f64 {
-        self.learning_rate * ((step + 1) as f64 / self.warmup_steps.max(1) as f64).min(1.0)
+    /// The learning rate of optimizer step `step` (0-based) of `total`: linear warm-up, then
+    /// the schedule. A resumed run with more epochs stretches the cosine from that step on.
+    pub fn learning_rate_at(&self, step: usize, total: usize) -> f64 {
+        let warm = self.warmup_steps.max(1);
+        if step < warm {
+            return self.learning_rate * (step + 1) as f64 / warm as f64;
+        }
+        match self.schedule {
+            Schedule::Constant => self.learning_rate,
+            Schedule::Cosine => {
+                let done = (step - warm) as f64 / total.saturating_sub(warm).max(1) as f64;
+                let floor = 0.1 * self.learning_rate;
+                floor + (self.learning_rate - floor) * 0.5 * (1.0 + (std::f64::consts::PI * done.min(1.0)).cos())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_warms_up_then_falls_to_a_tenth_at_the_last_step() {
+        let o = TrainOptions { learning_rate: 1.0, warmup_steps: 10, schedule: Schedule::Cosine, ..Default::default() };
+        assert!((o.learning_rate_at(0, 110) - 0.1).abs() < 1e-12);
+        assert!((o.learning_rate_at(9, 110) - 1.0).abs() < 1e-12);
+        assert!((o.learning_rate_at(10, 110) - 1.0).abs() < 1e-12);
+        assert!((o.learning_rate_at(60, 110) - 0.55).abs() < 1e-12, "halfway: midway between 1 and 0.1");
+        assert!((o.learning_rate_at(110, 110) - 0.1).abs() < 1e-12);
+        let falling: Vec<f64> = (10..=110).map(|s| o.learning_rate_at(s, 110)).collect();
+        assert!(falling.windows(2).all(|w| w[1] < w[0]));
+        let constant = TrainOptions { schedule: Schedule::Constant, ..o.clone() };
+        assert!((constant.learning_rate_at(100, 110) - 1.0).abs() < 1e-12);
+        assert_eq!("cosine".parse::<Schedule>(), Ok(Schedule::Cosine));
+        assert_eq!(Schedule::Cosine.to_string(), "cosine");
+        assert!("linear".parse::<Schedule>().is_err());
     }
 }

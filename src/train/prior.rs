@@ -36,6 +36,11 @@ impl CodeSequences {
     pub fn get(&self, i: usize) -> &[u32] {
         &self.codes[i * self.length..(i + 1) * self.length]
     }
+    /// The same sequences (stage 1's order) in the order `config`'s prior models them.
+    pub fn in_prior_order(&self, config: &MxqConfig) -> Self {
+        let codes = self.codes.chunks(self.length.max(1)).flat_map(|s| config.to_prior_order(s)).collect();
+        Self { codes, length: self.length }
+    }
 }
 
 /// Encodes every pair into its unified code sequence with a frozen stage 1, `batch` pairs at a time.
@@ -95,7 +100,9 @@ impl Stage<Prior> for PriorStep<'_> {
     }
 }
 
-/// Trains (or resumes) the prior in `dir` on code sequences. `device` must be an autodiff device.
+/// Trains (or resumes) the prior in `dir` on code sequences (stage 1's order; the prior
+/// reads them in its config's order). A resumed run keeps its checkpoint's config. `device`
+/// must be an autodiff device.
 pub fn train_prior(
     dir: &Path,
     config: &MxqConfig,
@@ -109,7 +116,8 @@ pub fn train_prior(
     let (state, resume) = start_state(&ckpt, PriorStep::NAME, config, tokenizer, options)?;
     device.seed(state.options.seed);
     let model = Prior::for_config(&state.config, device);
-    let mut stage = PriorStep::new(sequences, device);
+    let sequences = sequences.in_prior_order(&state.config);
+    let mut stage = PriorStep::new(&sequences, device);
     fit(model, &mut stage, state, &ckpt, resume, progress)
 }
 

@@ -9,7 +9,7 @@ use burn::prelude::*;
 
 use crate::Error;
 use crate::bundle::Generator;
-use crate::config::MxqConfig;
+use crate::config::{MxqConfig, SequenceOrder};
 use crate::data::pairs::Pair;
 use crate::data::tokenizer::CaptionTokenizer;
 use crate::error::write_atomic;
@@ -37,6 +37,32 @@ pub struct Stage1Setup {
     pub vocab_size: usize,
     /// Tokens per caption.
     pub token_length: usize,
+}
+
+/// Changes to the config's prior for a new prior run; `None` keeps what the config has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PriorSetup {
+    pub order: Option<SequenceOrder>,
+    pub layers: Option<usize>,
+    pub heads: Option<usize>,
+    /// The prior's model width.
+    pub width: Option<usize>,
+}
+
+impl PriorSetup {
+    /// `config` with these changes to its prior, checked.
+    pub fn apply(&self, mut config: MxqConfig) -> Result<MxqConfig, Error> {
+        let p = &mut config.prior;
+        p.order = self.order.unwrap_or(p.order);
+        p.layers = self.layers.unwrap_or(p.layers);
+        p.heads = self.heads.unwrap_or(p.heads);
+        p.d_model = self.width.unwrap_or(p.d_model);
+        if p.layers == 0 {
+            return Err(Error::Config("the prior needs at least one layer".into()));
+        }
+        config.check()?;
+        Ok(config)
+    }
 }
 
 /// A run folder.
@@ -122,11 +148,17 @@ impl Run {
     }
 
     /// What a bundle ships from this run: stage 1's decoder half and the prior, with the
-    /// config and tokenizer.
+    /// config (stage 1's, with the prior's as it was trained) and tokenizer.
     pub fn generator(&self, device: &Device) -> Result<(Generator, MxqConfig, CaptionTokenizer), Error> {
         let (vae, state) = self.stage1(device)?;
-        let (prior, _) = self.prior(device)?;
+        let (prior, prior_state) = self.prior(device)?;
+        if prior_state.config.stage1 != state.config.stage1 {
+            return Err(Error::Checkpoint {
+                path: self.prior_dir().display().to_string(),
+                why: "this prior was trained on the codes of another stage 1 than the run's".into(),
+            });
+        }
         let tokenizer = Self::tokenizer(&state)?;
-        Ok((Generator { decoder: vae.decoder, prior }, state.config, tokenizer))
+        Ok((Generator { decoder: vae.decoder, prior }, prior_state.config, tokenizer))
     }
 }

@@ -121,7 +121,7 @@ fn time_steps<M: burn::module::Module, S: Stage<M>>(
     timed(a.runs, || {
         mxq::on_cpu_pool(|| {
             for _ in 0..a.steps {
-                let lr = opts.learning_rate_at(step);
+                let lr = opts.learning_rate_at(step, usize::MAX);
                 model = Some(stage.step(model.take().expect("a model"), &mut optim, lr, &batch, step).0);
                 step += 1;
             }

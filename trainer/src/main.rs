@@ -11,13 +11,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use mxq::bundle::{self, Bundle, LoadOptions, Precision};
+use mxq::config::SequenceOrder;
 use mxq::cpu;
 use mxq::data::caption_mnist::{self, CaptionMnist, TRAIN_DIGITS};
 use mxq::data::{Digits, PairSet, read_pairs, write_pairs};
-use mxq::eval::judge::Judge;
+use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
-use mxq::train::{self, ConfigSource, EpochMetrics, Progress, Run, Stage1Setup, StepReport, TrainOptions};
+use mxq::train::{
+    self, ConfigSource, EpochMetrics, PriorSetup, Progress, Run, Schedule, Stage1Setup, StepReport, TrainOptions,
+};
 
 /// mxq — MXQ-VAE: generate image–caption pairs that agree.
 #[derive(Parser)]
@@ -92,7 +95,7 @@ impl LoadArgs {
 #[derive(Args)]
 struct EvalArgs {
     /// Judge this folder (pairs.jsonl + images), from any system.
-    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    #[arg(long, conflicts_with = "bundle")]
     pairs: Option<PathBuf>,
     /// Or generate --count pairs from this bundle and judge them beside as many real test
     /// pairs (the ceiling).
@@ -105,12 +108,18 @@ struct EvalArgs {
     sample: SampleArgs,
     #[command(flatten)]
     load: LoadArgs,
-    /// Also report this run's stage-1 reconstruction of --count real test pairs (image
-    /// MSE/PSNR, token accuracy, codebook usage); needs the run's stage1/ checkpoint.
+    /// Also (or only) report this run's stage-1 reconstruction of --count real test pairs:
+    /// the reconstructed pairs judged (the ceiling its decoders set for generated pairs),
+    /// each reconstructed half against the other's original, image MSE/PSNR, token accuracy,
+    /// codebook usage; needs the run's stage1/ checkpoint.
     #[arg(long)]
     run: Option<PathBuf>,
     #[command(flatten)]
     mnist: MnistArgs,
+    /// Also report the share of captions copied verbatim from this training pairs folder
+    /// (only its pairs.jsonl is read), for the judged pairs and the real test pairs.
+    #[arg(long)]
+    train: Option<PathBuf>,
     /// Judge file (`mxq train judge`).
     #[arg(long, default_value_os_t = repo_path("assets/judge.safetensors"))]
     judge: PathBuf,
@@ -198,6 +207,12 @@ struct TrainArgs {
     /// Steps between lines of `steps.jsonl` (mean losses and rate over those steps).
     #[arg(long, default_value_t = TrainOptions::default().log_every)]
     log_every: usize,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = TrainOptions::default().warmup_steps)]
+    warmup_steps: usize,
+    /// After the warm-up: constant, or cosine (down to a tenth of --lr at the last step).
+    #[arg(long, default_value_t = TrainOptions::default().schedule)]
+    schedule: Schedule,
     /// Continue from the checkpoint in the run folder.
     #[arg(long)]
     resume: bool,
@@ -213,6 +228,8 @@ impl TrainArgs {
             max_steps: self.max_steps,
             checkpoint_every: self.checkpoint_every,
             log_every: self.log_every,
+            warmup_steps: self.warmup_steps,
+            schedule: self.schedule,
             ..TrainOptions::default()
         }
     }
@@ -253,6 +270,19 @@ struct Stage1Args {
 struct PriorArgs {
     #[command(flatten)]
     train: TrainArgs,
+    /// The order the prior models a pair's codes in: image-first (the paper's) or
+    /// text-first (default: the stage-1 config's).
+    #[arg(long)]
+    order: Option<SequenceOrder>,
+    /// Prior layers (default: the stage-1 config's).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Prior attention heads (default: the stage-1 config's).
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Prior model width (default: the stage-1 config's).
+    #[arg(long)]
+    width: Option<usize>,
 }
 
 #[derive(Args)]
@@ -384,9 +414,10 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let (mut on_step, mut on_epoch, bar) = reporters(t.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
     let options = t.options();
+    let setup = PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width };
     train::train_prior(
         &run.prior_dir(),
-        &state.config,
+        &setup.apply(state.config.clone())?,
         &tokenizer,
         &sequences,
         &options,
@@ -485,24 +516,101 @@ fn eval(a: EvalArgs) -> Result<()> {
     let bytes = std::fs::read(&a.judge).with_context(|| format!("judge file {}", a.judge.display()))?;
     let judge = Judge::from_bytes(bytes, &device).with_context(|| format!("{}", a.judge.display()))?;
     let test = TestSplit::load(&a.mnist.mnist)?;
-    let mut report = match (&a.pairs, &a.bundle) {
-        (Some(dir), _) => serde_json::to_value(protocol::judge_pairs(&judge, &read_pairs(dir)?, &test)?)?,
+    let train = a.train.as_deref().map(protocol::train_captions).transpose()?;
+    let (judged, report) = match (&a.pairs, &a.bundle) {
+        (Some(dir), _) => (Some(protocol::judge_pairs(&judge, &read_pairs(dir)?, &test, train.as_ref())?), None),
         (None, Some(path)) => {
             let bundle = load_bundle(path, &a.load)?;
-            serde_json::to_value(protocol::judge_bundle(&judge, &bundle, a.count, a.sample.options(), &test, &device)?)?
+            let opts = a.sample.options();
+            (None, Some(protocol::judge_bundle(&judge, &bundle, a.count, opts, &test, train.as_ref(), &device)?))
         }
-        (None, None) => bail!("give --pairs DIR or --bundle FILE"),
+        (None, None) if a.run.is_some() => (None, None),
+        (None, None) => bail!("give --pairs DIR, --bundle FILE or --run DIR"),
     };
-    if let Some(run) = &a.run {
-        let (vae, state) = Run::new(run).stage1(&device)?;
-        let tokenizer = Run::tokenizer(&state)?;
-        let recon = mxq::eval::reconstruction::reconstruct(&vae, &tokenizer, &test.pairs(0..a.count), &device);
-        report["stage1_reconstruction"] = serde_json::to_value(recon)?;
+    let stage1 = match &a.run {
+        Some(run) => {
+            let (vae, state) = Run::new(run).stage1(&device)?;
+            let tokenizer = Run::tokenizer(&state)?;
+            Some(protocol::judge_stage1(&judge, &vae, &tokenizer, a.count, &test, &device)?)
+        }
+        None => None,
+    };
+    let mut json = match (&judged, &report) {
+        (Some(judged), _) => serde_json::to_value(judged)?,
+        (_, Some(report)) => serde_json::to_value(report)?,
+        (None, None) => serde_json::json!({}),
+    };
+    let mut rows: Vec<(&str, &Scores)> = Vec::new();
+    rows.extend(judged.iter().map(|s| ("judged pairs", s)));
+    if let Some(r) = &report {
+        rows.extend([("generated", &r.generated), ("real test pairs", &r.real_test)]);
+    }
+    if let Some(stage1) = &stage1 {
+        json["stage1_reconstruction"] = serde_json::to_value(stage1)?;
+        rows.extend([
+            ("stage 1: reconstructed test pairs", &stage1.judged),
+            ("stage 1: reconstructed image, true caption", &stage1.image_against_true_caption),
+            ("stage 1: reconstructed caption, true image", &stage1.caption_against_true_image),
+        ]);
     }
     if a.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{json}");
+        return Ok(());
+    }
+    println!(
+        "{:<42} {:>6} {:>8} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6}  {:<31} {:<31} {:>5}",
+        "",
+        "pairs",
+        "valid %",
+        "cons %",
+        "units %",
+        "layout %",
+        "fidel. %",
+        "Fréchet",
+        "dist.",
+        "share % by digits 0/1/2/3/4",
+        "consistent % by digits 0/1/2/3/4",
+        "TV"
+    );
+    for (label, s) in rows {
+        let join = |f: &dyn Fn(&mxq::eval::judge::DigitCount) -> f64| {
+            s.by_digit_count.iter().map(|c| format!("{:.0}", f(c))).collect::<Vec<_>>().join(" / ")
+        };
+        println!(
+            "{label:<42} {:>6} {:>8.1} {:>6.1} {:>7.1} {:>8.1} {:>8.1} {:>8} {:>6.2}  {:<31} {:<31} {:>5.3}",
+            s.pairs,
+            s.validity_pct,
+            s.consistency_pct,
+            s.unit_accuracy_pct,
+            s.layout_colour_consistency_pct,
+            s.fidelity_pct,
+            s.frechet_distance.map_or("—".into(), |f| format!("{f:.1}")),
+            s.distinct_captions_per_pair,
+            join(&|c| c.share_pct),
+            join(&|c| c.consistency_pct),
+            s.digit_count_total_variation,
+        );
+        if let Some(copied) = s.copied_captions_pct {
+            println!(
+                "{:<42} captions copied verbatim from {}: {copied:.1}%",
+                "",
+                a.train.as_ref().expect("set").display()
+            );
+        }
+    }
+    if let Some(stage1) = &stage1 {
+        let r = &stage1.reconstruction;
+        println!(
+            "stage-1 reconstruction: image MSE {:.4} (PSNR {:.1} dB), token accuracy {:.1}%, exact captions {:.1}%, valid {:.1}%, codebook perplexity {:.0} ({} live), text codes carry ≤ {:.1} bits",
+            r.image_mse,
+            r.psnr_db,
+            r.token_accuracy_pct,
+            r.exact_captions_pct,
+            r.valid_captions_pct,
+            r.perplexity,
+            r.live_codes,
+            r.text_code_bits
+        );
     }
     Ok(())
 }

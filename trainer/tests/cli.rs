@@ -75,7 +75,17 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     let bad = mxq(&variant("bogus", "bogus"));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown variant 'bogus'"));
 
-    ok(&["train", "prior"].iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
+    // the prior drawing the caption first, with a cosine schedule; both recorded in its checkpoint
+    let prior_args = ["train", "prior", "--order", "text-first", "--schedule", "cosine", "--layers", "2"];
+    ok(&prior_args.iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/prior/state.json")).unwrap()).unwrap();
+    assert_eq!(state["config"]["prior"]["order"], "text-first", "{state}");
+    assert_eq!(state["config"]["prior"]["layers"], 2, "{state}");
+    assert_eq!(state["options"]["schedule"], "cosine", "{state}");
+    let bad =
+        mxq(&["train", "prior", "--order", "sideways"].iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an order"), "{bad:?}");
     let ok = |args: &[&str]| ok(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     ok(&["export", "--run", &p("run"), "--out", &p("tiny.mxq")]);
     let out = ok(&[
@@ -104,15 +114,38 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         std::fs::read(tmp.path().join("gen/00003.png")).unwrap(),
         std::fs::read(tmp.path().join("gen2/00003.png")).unwrap()
     );
-    // eval from a bundle: generated pairs judged beside real test pairs
-    let report = ok(&["eval", "--bundle", &p("tiny.mxq"), "--count", "8", "--run", &p("run"), "--json"]);
+    // eval from a bundle: generated pairs judged beside real test pairs, with the share of
+    // captions copied from the train folder, and the run's stage-1 ceiling
+    let args = ["eval", "--bundle", &p("tiny.mxq"), "--count", "8", "--run", &p("run"), "--train", &p("train")];
+    let report = ok(&args.iter().chain(&["--json"]).copied().collect::<Vec<_>>());
     let report: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
     assert_eq!(report["generated"]["pairs"], 8, "{report}");
     assert!(report["generated"]["frechet_distance"].as_f64().is_some(), "{report}");
-    let recon = &report["stage1_reconstruction"];
+    assert!(report["generated"]["copied_captions_pct"].as_f64().is_some(), "{report}");
+    let shares: f64 = report["generated"]["by_digit_count"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["share_pct"].as_f64().unwrap())
+        .sum();
+    assert!((shares - 100.0).abs() < 1e-9, "{report}");
+    assert!(report["generated"]["digit_count_total_variation"].as_f64().is_some(), "{report}");
+    let recon = &report["stage1_reconstruction"]["reconstruction"];
     assert_eq!(recon["pairs"], 8, "{report}");
     assert!(recon["image_mse"].as_f64().unwrap() > 0.0 && recon["live_codes"].as_u64().unwrap() >= 1, "{report}");
+    assert!(recon["text_code_bits"].as_f64().unwrap() >= 0.0, "{report}");
+    for half in ["judged", "image_against_true_caption", "caption_against_true_image"] {
+        assert_eq!(report["stage1_reconstruction"][half]["pairs"], 8, "{half}: {report}");
+    }
+    // the reconstructed image read with the true caption: every caption valid
+    assert_eq!(report["stage1_reconstruction"]["image_against_true_caption"]["validity_pct"], 100.0, "{report}");
     assert_eq!(report["real_test"]["validity_pct"], 100.0, "{report}");
+    // the stage-1 ceiling alone, as a table
+    let table = ok(&["eval", "--run", &p("run"), "--count", "8"]);
+    assert!(
+        table.contains("stage 1: reconstructed caption, true image") && table.contains("text codes carry"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -134,6 +167,13 @@ fn bad_inputs_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pairs.jsonl:1"));
     let out = mxq(&["train", "prior", "--data", &p("d"), "--run", &p("nothing")]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nothing"));
+    let out = mxq(&["eval"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("--pairs DIR, --bundle FILE or --run DIR")
+    );
+    let out = mxq(&["eval", "--pairs", &p("d"), "--train", &p("no-such-train")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no-such-train"), "{out:?}");
 }
 
 #[test]

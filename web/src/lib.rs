@@ -10,6 +10,9 @@ use mxq::bundle::{Bundle, LoadOptions};
 use mxq::sample::{SampleOptions, Sampling, batches};
 use wasm_bindgen::prelude::*;
 
+/// What `on_step` shows at a position the prior has not drawn yet.
+pub const NOT_DRAWN: u32 = u32::MAX;
+
 /// A loaded bundle on the device it runs on.
 #[wasm_bindgen]
 pub struct Demo {
@@ -47,6 +50,12 @@ impl Demo {
         SampleOptions::default().temperature
     }
 
+    /// The code `on_step` shows at positions not drawn yet.
+    #[wasm_bindgen(getter)]
+    pub fn not_drawn(&self) -> u32 {
+        NOT_DRAWN
+    }
+
     /// Codes per pair: the image's grid (8×8) first, then the text's positions (8).
     #[wasm_bindgen(getter)]
     pub fn image_codes(&self) -> usize {
@@ -60,8 +69,9 @@ impl Demo {
 
     /// Generates `count` pairs in batches of at most `batch` (batch `i` from seed `seed + i`,
     /// as natively). After each prior step, `on_step(first, codes)` gets the index of the
-    /// batch's first pair and its codes so far (`Uint32Array`, one row of `step` codes per
-    /// pair); after each batch, `on_pairs(first, pairs)` gets an array of
+    /// batch's first pair and its codes so far (`Uint32Array`, one row of 72 codes per pair
+    /// in stage 1's order, image then text, [`NOT_DRAWN`] where the prior has not drawn
+    /// yet: it may draw the caption first); after each batch, `on_pairs(first, pairs)` gets an array of
     /// `{ image: Uint8ClampedArray (64×64 RGBA), caption, codes: Uint32Array }`.
     #[allow(clippy::too_many_arguments)]
     pub async fn generate(
@@ -83,10 +93,15 @@ impl Demo {
             while !sampling.done() {
                 let logits = read_f32(sampling.logits(prior, &self.device)).await?;
                 sampling.push(&logits);
-                let so_far: Vec<u32> = sampling.codes().iter().flatten().copied().collect();
+                let config = &self.bundle.config;
+                let so_far: Vec<u32> = sampling
+                    .codes()
+                    .iter()
+                    .flat_map(|drawn| config.to_unified_order(drawn).into_iter().map(|c| c.unwrap_or(NOT_DRAWN)))
+                    .collect();
                 call(&on_step, first, &js_sys::Uint32Array::from(&so_far[..]).into())?;
             }
-            let codes = sampling.into_codes();
+            let codes = self.bundle.unified_codes(sampling.into_codes());
             let (images, tokens) = self.bundle.decode_tensors(&codes, &self.device);
             let images = read_f32(images).await?;
             let tokens = read_ints(tokens).await?;

@@ -129,21 +129,29 @@ pub enum SequenceOrder {
     TextFirst,
 }
 
-impl std::fmt::Display for SequenceOrder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        f.write_str(name.as_str().unwrap_or_default())
-    }
-}
+/// `Display` and `FromStr` for an enum of unit variants by their serde names (the CLI's
+/// option values, the names in saved configs), with `$names` listed when parsing fails.
+macro_rules! serde_names {
+    ($t:ty, $what:literal, $names:literal) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let name = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+                f.write_str(name.as_str().unwrap_or_default())
+            }
+        }
 
-impl std::str::FromStr for SequenceOrder {
-    type Err = String;
-    /// `image-first` or `text-first`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.into()))
-            .map_err(|_| format!("'{s}' is not an order (image-first, text-first)"))
-    }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                serde_json::from_value(serde_json::Value::String(s.into()))
+                    .map_err(|_| format!("'{s}' is not {} ({})", $what, $names))
+            }
+        }
+    };
 }
+pub(crate) use serde_names;
+
+serde_names!(SequenceOrder, "an order", "image-first, text-first");
 
 /// Stage 2: the GPT-style prior over `[start, 72 codes]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ pub struct Reconstruction {
     pub perplexity: f64,
     pub live_codes: usize,
     /// The sum over text positions of each position's code entropy, in bits: at most what
-    /// the text codes can tell about a caption (a Caption MNIST caption holds up to ~42).
+    /// the text codes can tell about a caption (a four-unit Caption MNIST caption holds ~35).
     pub text_code_bits: f64,
     /// (caption, reconstructed caption) of the first four pairs.
     pub examples: Vec<(String, String)>,

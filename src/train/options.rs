@@ -15,21 +15,7 @@ pub enum Schedule {
     Cosine,
 }
 
-impl std::fmt::Display for Schedule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        f.write_str(name.as_str().unwrap_or_default())
-    }
-}
-
-impl std::str::FromStr for Schedule {
-    type Err = String;
-    /// `constant` or `cosine`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.into()))
-            .map_err(|_| format!("'{s}' is not a schedule (constant, cosine)"))
-    }
-}
+crate::config::serde_names!(Schedule, "a schedule", "constant, cosine");
 
 /// How to train one stage. [`TrainOptions::default`] is the one source of the CLI's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,8 @@ use crate::Error;
 
 /// Image side: the paper's 64×64, in every preset (the 8×8 code grid depends on it).
 pub const IMAGE_SIZE: usize = 64;
+/// Side of the image code grid: three halvings of [`IMAGE_SIZE`] (8).
+pub const GRID: usize = IMAGE_SIZE >> 3;
 
 /// The image encoder and decoder (mirrors of each other).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,7 +188,7 @@ pub struct CodeGroup {
 impl Stage1Config {
     /// Side of the image code grid (8 for 64×64 and three halvings).
     pub fn grid(&self) -> usize {
-        IMAGE_SIZE >> 3
+        GRID
     }
     /// Image positions of the unified sequence (64).
     pub fn image_positions(&self) -> usize {
@@ -391,6 +393,9 @@ impl MxqConfig {
                 "text cross map hidden width {} is under twice the {} text positions (its identity start needs both signs)",
                 maps.text_hidden, s.text.positions
             ));
+        }
+        if self.prior.layers == 0 {
+            return bad("the prior needs at least one layer".into());
         }
         let joint_heads = s.joint().map_or(1, |j| j.heads);
         if joint_heads == 0 || self.prior.heads == 0 {

@@ -47,8 +47,8 @@ pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], d
     for chunk in ids.chunks(50) {
         let codes = vae.encode(data.batch(chunk, None, device));
         let [_, length] = codes.dims();
-        // the image's 8×8 grid comes first
-        let text_from = (crate::config::IMAGE_SIZE >> 3).pow(2);
+        // the image's grid comes first
+        let text_from = crate::config::GRID * crate::config::GRID;
         text_counts.resize(length.saturating_sub(text_from), vec![0; entries]);
         let flat = codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes");
         for (i, &c) in flat.iter().enumerate() {

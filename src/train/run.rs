@@ -57,9 +57,6 @@ impl PriorSetup {
         p.layers = self.layers.unwrap_or(p.layers);
         p.heads = self.heads.unwrap_or(p.heads);
         p.d_model = self.width.unwrap_or(p.d_model);
-        if p.layers == 0 {
-            return Err(Error::Config("the prior needs at least one layer".into()));
-        }
         config.check()?;
         Ok(config)
     }
@@ -130,6 +127,22 @@ impl Run {
         config.stage1.text.token_length = tokenizer.length();
         config.check()?;
         Ok((config, tokenizer))
+    }
+
+    /// The config a prior run trains with: stage 1's with `setup`'s changes to the prior.
+    /// The prior folder holds a checkpoint exactly when `resume`; a resumed prior keeps its
+    /// checkpoint's config, so changes asked for then are an error, not ignored.
+    pub fn prepare_prior(&self, stage1: &MxqConfig, setup: &PriorSetup, resume: bool) -> Result<MxqConfig, Error> {
+        Self::check_resume(&self.prior_dir(), resume)?;
+        if resume && *setup != PriorSetup::default() {
+            return Err(Error::Checkpoint {
+                path: self.prior_dir().display().to_string(),
+                why: "--resume keeps the prior's recorded order and size; --order/--layers/--heads/--width \
+                      apply to a new prior run only"
+                    .into(),
+            });
+        }
+        setup.apply(stage1.clone())
     }
 
     /// The trained stage 1 (inference mode) and its checkpoint state.

@@ -404,9 +404,10 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
 fn train_prior(a: PriorArgs) -> Result<()> {
     let t = &a.train;
     let run = Run::new(&t.run);
-    Run::check_resume(&run.prior_dir(), t.resume)?;
     let device = cpu();
     let (vae, state) = run.stage1(&device)?;
+    let setup = PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width };
+    let config = run.prepare_prior(&state.config, &setup, t.resume)?;
     let tokenizer = Run::tokenizer(&state)?;
     let data = PairSet::new(&read_pairs(&t.data)?, &tokenizer);
     eprintln!("prior: encoding {} pairs with the frozen stage 1", data.len());
@@ -414,16 +415,7 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let (mut on_step, mut on_epoch, bar) = reporters(t.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
     let options = t.options();
-    let setup = PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width };
-    train::train_prior(
-        &run.prior_dir(),
-        &setup.apply(state.config.clone())?,
-        &tokenizer,
-        &sequences,
-        &options,
-        &device.autodiff(),
-        progress,
-    )?;
+    train::train_prior(&run.prior_dir(), &config, &tokenizer, &sequences, &options, &device.autodiff(), progress)?;
     bar.finish();
     Ok(())
 }

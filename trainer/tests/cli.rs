@@ -86,6 +86,10 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     let bad =
         mxq(&["train", "prior", "--order", "sideways"].iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an order"), "{bad:?}");
+    // a resumed prior keeps its recorded order: asking for another is an error, not ignored
+    let resumed = ["train", "prior", "--resume", "--order", "image-first"];
+    let bad = mxq(&resumed.iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("new prior run only"), "{bad:?}");
     let ok = |args: &[&str]| ok(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     ok(&["export", "--run", &p("run"), "--out", &p("tiny.mxq")]);
     let out = ok(&[

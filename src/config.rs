@@ -15,6 +15,8 @@ use crate::Error;
 pub const IMAGE_SIZE: usize = 64;
 /// Side of the image code grid: three halvings of [`IMAGE_SIZE`] (8).
 pub const GRID: usize = IMAGE_SIZE >> 3;
+/// The longest caption, in tokens, any config or tokenizer may ask for.
+pub const MAX_TOKEN_LENGTH: usize = 1024;
 
 /// The image encoder and decoder (mirrors of each other).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,6 +382,7 @@ impl MxqConfig {
     pub fn check(&self) -> Result<(), Error> {
         let s = &self.stage1;
         let bad = |why: String| Err(Error::Config(why));
+        self.check_bounds()?;
         if s.text.kernel.is_multiple_of(2) {
             return bad(format!("text convs need an odd kernel (got {})", s.text.kernel));
         }
@@ -394,13 +397,7 @@ impl MxqConfig {
                 maps.text_hidden, s.text.positions
             ));
         }
-        if self.prior.layers == 0 {
-            return bad("the prior needs at least one layer".into());
-        }
         let joint_heads = s.joint().map_or(1, |j| j.heads);
-        if joint_heads == 0 || self.prior.heads == 0 {
-            return bad("head counts must be positive".into());
-        }
         if !s.codebook.dim.is_multiple_of(joint_heads) || !self.prior.d_model.is_multiple_of(self.prior.heads) {
             return bad("widths must be multiples of their head counts".into());
         }
@@ -412,6 +409,56 @@ impl MxqConfig {
         }
         if s.masking.patch == 0 || !IMAGE_SIZE.is_multiple_of(s.masking.patch) {
             return bad(format!("mask patch {} must divide {IMAGE_SIZE}", s.masking.patch));
+        }
+        Ok(())
+    }
+
+    /// Bounds every size before anything is built from it, so a hostile config (a bundle's,
+    /// a checkpoint's) is refused by name instead of exhausting memory: each bound is well
+    /// above the paper's sizes, and no bounded model's eagerly built tensors pass ~150 MB.
+    fn check_bounds(&self) -> Result<(), Error> {
+        let (s, p) = (&self.stage1, &self.prior);
+        let mut sizes: Vec<(&str, usize, usize, usize)> = vec![
+            ("stage1.image.hidden", s.image.hidden, 1, 1024),
+            ("stage1.image.res_blocks", s.image.res_blocks, 0, 32),
+            ("stage1.image.res_hidden", s.image.res_hidden, 1, 1024),
+            ("stage1.text.token_length", s.text.token_length, 1, MAX_TOKEN_LENGTH),
+            ("stage1.text.vocab_size", s.text.vocab_size, 4, 65536),
+            ("stage1.text.embed", s.text.embed, 1, 1024),
+            ("stage1.text.layers", s.text.layers, 0, 32),
+            ("stage1.text.kernel", s.text.kernel, 1, 31),
+            ("stage1.codebook.size", s.codebook.size, 2, 65536),
+            ("stage1.codebook.dim", s.codebook.dim, 1, 512),
+            ("stage1.masking.patch", s.masking.patch, 1, IMAGE_SIZE),
+            ("prior.layers", p.layers, 1, 48),
+            ("prior.heads", p.heads, 1, 64),
+            ("prior.d_model", p.d_model, 1, 4096),
+        ];
+        sizes.extend(s.image.down_channels.iter().map(|&c| ("stage1.image.down_channels", c, 1, 1024)));
+        if let Some(j) = s.joint() {
+            sizes.extend([
+                ("joint.layers", j.layers, 0, 32),
+                ("joint.heads", j.heads, 1, 64),
+                ("joint.ff", j.ff, 1, 8192),
+            ]);
+        }
+        if let Some(m) = s.cross_maps() {
+            sizes.push(("cross_maps.text_hidden", m.text_hidden, 1, 4096));
+        }
+        for (name, value, lo, hi) in sizes {
+            if !(lo..=hi).contains(&value) {
+                return Err(Error::Config(format!("{name} is {value}; it must be between {lo} and {hi}")));
+            }
+        }
+        let ratios = [
+            ("stage1.codebook.commitment", s.codebook.commitment, 0.0, 100.0),
+            ("prior.dropout", p.dropout, 0.0, 0.999),
+        ];
+        let joint_dropout = s.joint().map(|j| ("joint.dropout", j.dropout, 0.0, 0.999));
+        for (name, value, lo, hi) in ratios.into_iter().chain(joint_dropout) {
+            if !(value.is_finite() && (lo..=hi).contains(&value)) {
+                return Err(Error::Config(format!("{name} is {value}; it must be between {lo} and {hi}")));
+            }
         }
         Ok(())
     }

@@ -20,6 +20,9 @@ pub enum Error {
     Bundle(String),
     #[error("judge: {0}")]
     Judge(String),
+    /// Options out of their range (sampling, generation).
+    #[error("{0}")]
+    Options(String),
     #[error("checkpoint {path}: {why}")]
     Checkpoint { path: String, why: String },
 }
@@ -48,4 +51,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| Error::io(path, e))
+}
+
+/// Reads a regular file of at most `limit` bytes. A FIFO, a device, a directory or a larger
+/// file is refused before anything is read, so a hostile path cannot hang or exhaust memory.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let refuse = |why: String| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    if meta.len() > limit {
+        return Err(refuse(format!("{} bytes, more than the {limit} allowed", meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // the file may grow between the check and the read: read one byte past the limit at most
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(refuse(format!("grew past the {limit} bytes allowed while being read")));
+    }
+    Ok(bytes)
 }

@@ -73,8 +73,12 @@ pub fn module_tensors<M: ModuleSnapshot>(module: &M) -> Result<BTreeMap<String, 
 /// and nothing the module lacks.
 pub fn load_weights<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Result<(), Error> {
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
-    let result =
-        module.load_from(&mut store).map_err(|e| Error::Bundle(format!("weights do not fit the config: {e}")))?;
+    let result = module.load_from(&mut store).map_err(|e| {
+        // burn's message ends with a hint for its own API, not for a user of a file
+        let e = e.to_string();
+        let e = e.split("\n\nHint:").next().unwrap_or_default().trim().to_string();
+        Error::Bundle(format!("weights do not fit the config: {e}"))
+    })?;
     if !result.missing.is_empty() || !result.errors.is_empty() || !result.unused.is_empty() {
         return Err(Error::Bundle(format!(
             "weights do not fit the config: missing {:?}, unused {:?}, errors {:?}",

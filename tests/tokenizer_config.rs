@@ -40,7 +40,7 @@ fn config_round_trips_and_rejects_unknown_keys_and_bad_sizes() {
     assert!(bad.check().unwrap_err().to_string().contains("65 text positions for 64 tokens"));
     let mut bad = MxqConfig::demo();
     bad.prior.heads = 0;
-    assert!(bad.check().unwrap_err().to_string().contains("head counts"));
+    assert!(bad.check().unwrap_err().to_string().contains("prior.heads is 0"));
     assert!(MxqConfig::preset("huge").is_err());
 }
 

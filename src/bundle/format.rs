@@ -29,6 +29,8 @@ pub struct Contents {
     pub tokenizer_json: String,
     /// Plain f32 safetensors bytes of every weight (int8 dequantized), for burn-store.
     pub weights: Vec<u8>,
+    /// Values in those weights, to check a config against before building its model.
+    pub parameters: usize,
 }
 
 /// Hash over every tensor (name, dtype, shape, bytes in name order), the config and the
@@ -132,13 +134,18 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
             }
             other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),
         };
+        if let Some(at) = f32s(&data).iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("tensor {name} holds a non-finite value (at {at}): the weights are corrupt")));
+        }
         plain.insert(name.clone(), OwnedTensor { dtype: Dtype::F32, shape: t.shape.clone(), data });
     }
+    let parameters = plain.values().map(|t| t.data.len() / 4).sum();
     Ok(Contents {
         version,
         precision,
         config_json: config_json.clone(),
         tokenizer_json: tokenizer_json.clone(),
         weights: crate::weights::serialize(&plain, None)?,
+        parameters,
     })
 }

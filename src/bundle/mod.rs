@@ -9,6 +9,9 @@
 
 pub mod format;
 
+/// The largest bundle file a caller should read (the paper preset's f32 bundle is ~100 MB).
+pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
+
 use burn::module::Module;
 use burn::prelude::*;
 
@@ -78,14 +81,16 @@ pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundl
     let contents = format::read(bytes)?;
     let config = MxqConfig::from_json(&contents.config_json)?;
     let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
-    if tokenizer.vocab_size() != config.stage1.text.vocab_size {
+    tokenizer.check_fits(&config.stage1.text)?;
+    // burn builds most parameters lazily: their count is known before any is allocated
+    let mut generator = Generator::new(&config, device);
+    if generator.num_params() > contents.parameters {
         return Err(Error::Bundle(format!(
-            "tokenizer has {} entries, config says {}",
-            tokenizer.vocab_size(),
-            config.stage1.text.vocab_size
+            "the config describes {} parameters but the file holds {}: config and weights do not belong together",
+            generator.num_params(),
+            contents.parameters
         )));
     }
-    let mut generator = Generator::new(&config, device);
     crate::weights::load_weights(&mut generator, contents.weights)?;
     // a prior whose widths do not pack (not multiples of 64) samples on burn's layers
     let packed_prior = (options.packed_kernels && packs_on(device))

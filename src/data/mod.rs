@@ -14,4 +14,4 @@ pub use batch::{Batch, PairSet};
 pub use caption_mnist::{CaptionMnist, CaptionPair};
 pub use grammar::parse_caption;
 pub use idx::Digits;
-pub use pairs::{Pair, read_pairs, write_pairs};
+pub use pairs::{Pair, PairWriter, read_pairs};

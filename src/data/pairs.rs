@@ -2,13 +2,20 @@
 //! `DIR/00000.png`, `DIR/00000.txt`, … and `DIR/pairs.jsonl` with one
 //! `{"image": "00000.png", "caption": "…"}` per line (image paths relative to DIR).
 //! Any image–caption set in this shape trains; images of another size are resized.
+//! Image paths must stay inside DIR (no absolute paths, no `..`, no symlink out of it) and
+//! name regular files of at most [`MAX_IMAGE_BYTES`].
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::IMAGE_SIZE;
-use crate::error::{Error, write_atomic};
+use crate::error::{Error, read_bounded, write_atomic};
+
+/// The largest image file a pairs folder may name.
+pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+/// The largest `pairs.jsonl`.
+pub const MAX_LISTING_BYTES: u64 = 1 << 30;
 
 /// One line of `pairs.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,14 +34,31 @@ pub struct Pair {
 /// Reads `DIR/pairs.jsonl` (or a `.jsonl` file) and every image it names.
 pub fn read_pairs(path: &Path) -> Result<Vec<Pair>, Error> {
     let (jsonl, records) = read_records(path)?;
-    let root = jsonl.parent().unwrap_or(Path::new("."));
+    let root = jsonl.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let inside = root.canonicalize().map_err(|e| Error::io(root, e))?;
     records
         .into_iter()
         .map(|(line, rec)| {
-            let image = load_image(&root.join(&rec.image)).map_err(|e| bad_line(&jsonl, line, e.to_string()))?;
+            let path = image_path(root, &inside, &rec.image).map_err(|why| bad_line(&jsonl, line, why))?;
+            let image = load_image(&path).map_err(|e| bad_line(&jsonl, line, e.to_string()))?;
             Ok(Pair { image, caption: rec.caption })
         })
         .collect()
+}
+
+/// `image` (a listing's path) under `root`, refused unless it stays inside the folder
+/// (`inside`: the folder's canonical path, so a symlink out of it is caught too).
+fn image_path(root: &Path, inside: &Path, image: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(image);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(format!("image path '{image}' must be relative and inside the folder (no '..', no absolute path)"));
+    }
+    let path = root.join(rel);
+    let real = path.canonicalize().map_err(|e| format!("image {}: {e}", path.display()))?;
+    if !real.starts_with(inside) {
+        return Err(format!("image path '{image}' leads out of the folder (to {})", real.display()));
+    }
+    Ok(path)
 }
 
 /// The captions of `DIR/pairs.jsonl` (or a `.jsonl` file), without loading the images.
@@ -49,9 +73,11 @@ fn bad_line(jsonl: &Path, line: usize, why: String) -> Error {
 /// The listing's path and its records with their line numbers; at least one, none with an empty caption.
 fn read_records(path: &Path) -> Result<(std::path::PathBuf, Vec<(usize, PairRecord)>), Error> {
     let jsonl = if path.is_dir() { path.join("pairs.jsonl") } else { path.to_path_buf() };
-    let text = std::fs::read_to_string(&jsonl).map_err(|e| Error::io(&jsonl, e))?;
+    let bytes = read_bounded(&jsonl, MAX_LISTING_BYTES)?;
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes); // a UTF-8 byte-order mark
     let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = std::str::from_utf8(line).map_err(|e| bad_line(&jsonl, i + 1, format!("not UTF-8 text: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -71,7 +97,7 @@ fn read_records(path: &Path) -> Result<(std::path::PathBuf, Vec<(usize, PairReco
 /// Loads any image the `image` crate reads as `IMAGE_SIZE`² RGB bytes.
 pub fn load_image(path: &Path) -> Result<Vec<u8>, Error> {
     let bad = |why: String| Error::Image { path: path.display().to_string(), why };
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let bytes = read_bounded(path, MAX_IMAGE_BYTES)?;
     let img = image::load_from_memory(&bytes).map_err(|e| bad(e.to_string()))?.to_rgb8();
     let side = IMAGE_SIZE as u32;
     let img = if img.dimensions() == (side, side) {
@@ -93,22 +119,79 @@ pub fn png_bytes(rgb: &[u8]) -> Vec<u8> {
     out.into_inner()
 }
 
-/// Writes pairs as `DIR/NNNNN.png` + `.txt` and, last, `pairs.jsonl`: every file is
-/// written atomically and the listing appears only once all its files exist.
-pub fn write_pairs<'a>(dir: &Path, pairs: impl IntoIterator<Item = (&'a [u8], &'a str)>) -> Result<usize, Error> {
-    let mut listing = String::new();
-    let mut n = 0;
-    for (i, (image, caption)) in pairs.into_iter().enumerate() {
-        let stem = format!("{i:05}");
-        write_atomic(&dir.join(format!("{stem}.png")), &png_bytes(image))?;
-        write_atomic(&dir.join(format!("{stem}.txt")), format!("{caption}\n").as_bytes())?;
-        let rec = PairRecord { image: format!("{stem}.png"), caption: caption.to_string() };
-        listing += &serde_json::to_string(&rec).expect("record serializes");
-        listing.push('\n');
-        n += 1;
+/// Writes pairs as `DIR/NNNNN.png` + `.txt`, one pair at a time (nothing held but the
+/// listing, so a long generation streams to disk), and `pairs.jsonl` last, at
+/// [`Self::finish`]: every file is written atomically and the listing appears only once all
+/// its files exist.
+pub struct PairWriter {
+    dir: PathBuf,
+    listing: String,
+    count: usize,
+}
+
+impl PairWriter {
+    /// Opens `dir` for pairs: created if absent and checked writable before any work. A
+    /// folder that already holds files is refused, unless `replace`: then an earlier pairs
+    /// layout there (`pairs.jsonl`, `NNNNN.png`, `NNNNN.txt`) is removed first, and a
+    /// folder holding anything else is still refused (nothing but old pairs is deleted).
+    pub fn create(dir: &Path, replace: bool) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .and_then(|it| it.map(|e| e.map(|e| e.path())).collect())
+            .map_err(|e| Error::io(dir, e))?;
+        let refuse = |why: String| Error::Dataset { path: dir.display().to_string(), why };
+        if !entries.is_empty() {
+            if !replace {
+                return Err(refuse(format!(
+                    "holds {} files already; give an empty folder (or --force to replace earlier pairs there)",
+                    entries.len()
+                )));
+            }
+            if let Some(other) = entries.iter().find(|p| !is_pairs_file(p)) {
+                return Err(refuse(format!(
+                    "holds {}, which is not part of a pairs layout; not replacing",
+                    other.display()
+                )));
+            }
+            // the listing first, so no listing ever names a removed image
+            let listing = dir.join("pairs.jsonl");
+            for path in
+                std::iter::once(&listing).filter(|p| p.exists()).chain(entries.iter().filter(|p| **p != listing))
+            {
+                std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+            }
+        }
+        write_atomic(&dir.join(".mxq-write-check"), b"")?;
+        let probe = dir.join(".mxq-write-check");
+        std::fs::remove_file(&probe).map_err(|e| Error::io(&probe, e))?;
+        Ok(Self { dir: dir.to_path_buf(), listing: String::new(), count: 0 })
     }
-    write_atomic(&dir.join("pairs.jsonl"), listing.as_bytes())?;
-    Ok(n)
+
+    /// Writes one pair's PNG and TXT.
+    pub fn push(&mut self, image: &[u8], caption: &str) -> Result<(), Error> {
+        let stem = format!("{:05}", self.count);
+        write_atomic(&self.dir.join(format!("{stem}.png")), &png_bytes(image))?;
+        write_atomic(&self.dir.join(format!("{stem}.txt")), format!("{caption}\n").as_bytes())?;
+        let rec = PairRecord { image: format!("{stem}.png"), caption: caption.to_string() };
+        self.listing += &serde_json::to_string(&rec).expect("record serializes");
+        self.listing.push('\n');
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Writes `pairs.jsonl`; returns the number of pairs.
+    pub fn finish(self) -> Result<usize, Error> {
+        write_atomic(&self.dir.join("pairs.jsonl"), self.listing.as_bytes())?;
+        Ok(self.count)
+    }
+}
+
+/// Whether `path` is a file a pairs layout consists of: `pairs.jsonl`, or digits `.png`/`.txt`.
+fn is_pairs_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let stem = name.strip_suffix(".png").or_else(|| name.strip_suffix(".txt"));
+    path.is_file()
+        && (name == "pairs.jsonl" || stem.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// A grid of images (`cols` per row, `scale`× each, 2-pixel gaps) as one PNG: for the README.

@@ -82,7 +82,32 @@ impl CaptionTokenizer {
             Some(PaddingStrategy::Fixed(n)) => *n,
             _ => return Err(Error::Tokenizer("tokenizer has no fixed padding length".into())),
         };
+        if !(1..=crate::config::MAX_TOKEN_LENGTH).contains(&length) {
+            return Err(Error::Tokenizer(format!(
+                "padding length {length} must be between 1 and {}",
+                crate::config::MAX_TOKEN_LENGTH
+            )));
+        }
+        match inner.get_truncation() {
+            Some(t) if t.max_length == length => {}
+            _ => return Err(Error::Tokenizer(format!("captions must be truncated to the padding length {length}"))),
+        }
         Ok(Self { inner, length })
+    }
+
+    /// Whether this tokenizer is the one `text` was built for: the same vocabulary size and
+    /// caption length (a foreign tokenizer would index past the model's embeddings).
+    pub fn check_fits(&self, text: &crate::config::TextConfig) -> Result<(), Error> {
+        if self.vocab_size() != text.vocab_size || self.length() != text.token_length {
+            return Err(Error::Tokenizer(format!(
+                "{} entries padding captions to {} tokens, but the config says {} entries and {} tokens",
+                self.vocab_size(),
+                self.length(),
+                text.vocab_size,
+                text.token_length
+            )));
+        }
+        Ok(())
     }
 
     pub fn to_json(&self) -> String {

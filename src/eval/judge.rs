@@ -110,7 +110,9 @@ pub struct Scores {
     /// Captions found verbatim among a training set's; set by [`Scores::with_copied`].
     pub copied_captions_pct: Option<f64>,
     /// Fréchet distance to a reference set in the classifier's penultimate features of
-    /// lit regions; set by [`Scores::with_frechet`] (`None` until then).
+    /// lit regions; set by [`Scores::with_frechet`] (`None` until then, and where either
+    /// side has fewer than two lit regions: images with nothing drawn still get every other
+    /// score).
     pub frechet_distance: Option<f64>,
     pub judge_test_digit_accuracy_pct: f64,
     /// Penultimate features of every lit region (for the Fréchet distance).
@@ -119,9 +121,11 @@ pub struct Scores {
 }
 
 impl Scores {
-    /// Sets the Fréchet distance to `reference`'s features.
+    /// Sets the Fréchet distance to `reference`'s features, where both have two or more.
     pub fn with_frechet(mut self, reference: &Scores) -> Result<Self, Error> {
-        self.frechet_distance = Some(crate::eval::frechet::frechet_distance(&self.features, &reference.features)?);
+        let enough = self.features.len() >= 2 && reference.features.len() >= 2;
+        self.frechet_distance =
+            enough.then(|| crate::eval::frechet::frechet_distance(&self.features, &reference.features)).transpose()?;
         Ok(self)
     }
 

@@ -3,6 +3,7 @@
 
 use burn::prelude::*;
 
+use crate::Error;
 use crate::bundle::Bundle;
 use crate::data::batch::to_rgb;
 use crate::kernels::packed_prior::MAX_ROWS;
@@ -67,19 +68,52 @@ impl Bundle {
     /// samples on the packed kernels where the bundle has them and the batch is small
     /// enough to gain ([`MAX_ROWS`]), else on burn's layers.
     pub fn generate(&self, count: usize, batch: usize, opts: SampleOptions, device: &Device) -> Vec<GeneratedPair> {
+        let mut out = Vec::with_capacity(count.min(MAX_COUNT));
+        let _ = self.generate_each(count, batch, opts, device, |pairs| {
+            out.extend(pairs);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        out
+    }
+
+    /// [`Self::generate`], handing each batch's pairs to `sink` as soon as they are decoded
+    /// (so a caller can stream them to disk) and stopping at the sink's first error.
+    pub fn generate_each<E: Send>(
+        &self,
+        count: usize,
+        batch: usize,
+        opts: SampleOptions,
+        device: &Device,
+        mut sink: impl FnMut(Vec<GeneratedPair>) -> Result<(), E> + Send,
+    ) -> Result<(), E> {
         let length = self.config.stage1.sequence_length();
         crate::on_cpu_pool(|| {
-            let mut out = Vec::with_capacity(count);
             for (n, opts) in batches(count, batch, opts) {
                 let codes = match &self.packed_prior {
                     Some(packed) if n <= MAX_ROWS => sample_codes(packed, n, length, opts, device),
                     _ => sample_codes(&self.generator.prior, n, length, opts, device),
                 };
-                out.extend(self.decode_codes(self.unified_codes(codes), device));
+                sink(self.decode_codes(self.unified_codes(codes), device))?;
             }
-            out
+            Ok(())
         })
     }
+}
+
+/// The most pairs one generation run makes, and the most it samples together: larger
+/// requests are refused up front ([`check_counts`]) rather than failing after hours.
+pub const MAX_COUNT: usize = 1_000_000;
+pub const MAX_BATCH: usize = 1024;
+
+/// Rejects a pair count or batch size outside `1..=MAX_COUNT` / `1..=MAX_BATCH`.
+pub fn check_counts(count: usize, batch: usize) -> Result<(), Error> {
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(Error::Options(format!("count {count} must be between 1 and {MAX_COUNT}")));
+    }
+    if !(1..=MAX_BATCH).contains(&batch) {
+        return Err(Error::Options(format!("batch {batch} must be between 1 and {MAX_BATCH}")));
+    }
+    Ok(())
 }
 
 /// How `count` pairs are drawn: batches of at most `batch`, batch `i` from seed `seed + i`.

@@ -5,5 +5,5 @@
 pub mod generate;
 pub mod sampler;
 
-pub use generate::{GeneratedPair, batches};
+pub use generate::{GeneratedPair, MAX_BATCH, MAX_COUNT, batches, check_counts};
 pub use sampler::{DEFAULT_TEMPERATURE, SampleOptions, Sampling};

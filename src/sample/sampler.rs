@@ -10,6 +10,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::kernels::packed_prior::{PackedCache, PackedPrior};
 use crate::model::prior::{KvCache, Prior};
 use crate::rng::{Rng, Stream};
@@ -61,6 +62,23 @@ pub struct SampleOptions {
 impl Default for SampleOptions {
     fn default() -> Self {
         Self { temperature: DEFAULT_TEMPERATURE, top_k: 0, top_p: 1.0, seed: 0 }
+    }
+}
+
+impl SampleOptions {
+    /// Rejects options that would quietly mean something else: a temperature that is not a
+    /// finite number ≥ 0 (0 is greedy), a top-p outside (0, 1].
+    pub fn check(&self) -> Result<(), Error> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::Options(format!(
+                "temperature {} must be a finite number ≥ 0 (0 draws greedily)",
+                self.temperature
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Options(format!("top-p {} must be in (0, 1] (1 keeps every code)", self.top_p)));
+        }
+        Ok(())
     }
 }
 

@@ -157,7 +157,9 @@ impl Run {
 
     /// The run's tokenizer, as stage 1 recorded it.
     pub fn tokenizer(state: &TrainState) -> Result<CaptionTokenizer, Error> {
-        CaptionTokenizer::from_json(&state.tokenizer)
+        let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
+        tokenizer.check_fits(&state.config.stage1.text)?;
+        Ok(tokenizer)
     }
 
     /// What a bundle ships from this run: stage 1's decoder half and the prior, with the

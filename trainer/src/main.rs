@@ -14,7 +14,7 @@ use mxq::bundle::{self, Bundle, LoadOptions, Precision};
 use mxq::config::SequenceOrder;
 use mxq::cpu;
 use mxq::data::caption_mnist::{self, CaptionMnist, TRAIN_DIGITS};
-use mxq::data::{Digits, PairSet, read_pairs, write_pairs};
+use mxq::data::{Digits, PairSet, read_pairs};
 use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
@@ -151,9 +151,12 @@ struct CaptionMnistArgs {
     /// Override the split's seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Output folder.
+    /// Output folder: empty or new.
     #[arg(long)]
     out: PathBuf,
+    /// Replace the pairs an earlier run wrote in --out.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     mnist: MnistArgs,
 }
@@ -312,13 +315,20 @@ struct GenerateArgs {
     /// Pairs sampled together.
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Output folder (PNG + TXT + pairs.jsonl).
+    /// Output folder (PNG + TXT + pairs.jsonl): empty or new.
     #[arg(long)]
     out: PathBuf,
-    /// Also write all images as one grid PNG here.
+    /// Replace the pairs an earlier run wrote in --out (a folder holding anything else is
+    /// still refused).
+    #[arg(long)]
+    force: bool,
+    /// Also write all images as one grid PNG here (at most 4,096 pairs).
     #[arg(long)]
     grid: Option<PathBuf>,
 }
+
+/// The most images one grid PNG holds.
+const MAX_GRID: usize = 4096;
 
 /// A path inside the source tree (the shipped data and bundle).
 fn repo_path(rel: &str) -> PathBuf {
@@ -347,7 +357,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Reads and loads a bundle file.
 fn load_bundle(path: &Path, load: &LoadArgs) -> Result<Bundle> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
+    let bytes = mxq::error::read_bounded(path, bundle::MAX_BUNDLE_BYTES).context("reading the bundle")?;
     bundle::load(&bytes, &cpu(), load.options()).with_context(|| format!("loading {}", path.display()))
 }
 
@@ -358,10 +368,15 @@ fn data_caption_mnist(a: CaptionMnistArgs) -> Result<()> {
         Split::Test => caption_mnist::Split::Test,
     };
     let generator = CaptionMnist::split(&digits, split, a.seed)?;
+    let mut out = mxq::data::PairWriter::create(&a.out, a.force)?;
     let bar = bar(a.count as u64, "pairs");
-    let pairs: Vec<_> = (0..a.count as u64).map(|i| (generator.pair(i), bar.inc(1)).0).collect();
+    for i in 0..a.count as u64 {
+        let pair = generator.pair(i);
+        out.push(&pair.image, &pair.caption)?;
+        bar.inc(1);
+    }
     bar.finish_and_clear();
-    let n = write_pairs(&a.out, pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())))?;
+    let n = out.finish()?;
     println!("wrote {n} pairs to {}", a.out.display());
     Ok(())
 }
@@ -452,21 +467,40 @@ fn export(a: ExportArgs) -> Result<()> {
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
+    // every option is checked, and --out opened, before a minute is spent sampling
+    let opts = a.sample.options();
+    opts.check()?;
+    mxq::sample::check_counts(a.count, a.batch)?;
+    if a.grid.is_some() && a.count > MAX_GRID {
+        bail!("--grid holds at most {MAX_GRID} pairs, not {}", a.count);
+    }
     let device = cpu();
     let bundle = load_bundle(&a.bundle, &a.load)?;
+    let mut out = mxq::data::PairWriter::create(&a.out, a.force)?;
+    let mut grid = Vec::new();
     let started = std::time::Instant::now();
-    let pairs = bundle.generate(a.count, a.batch, a.sample.options(), &device);
+    let bar = bar(a.count as u64, "pairs");
+    bundle.generate_each(a.count, a.batch, opts, &device, |pairs| {
+        bar.inc(pairs.len() as u64);
+        for p in &pairs {
+            out.push(&p.image, &p.caption)?;
+        }
+        if a.grid.is_some() {
+            grid.extend(pairs.into_iter().map(|p| p.image));
+        }
+        Ok::<_, mxq::Error>(())
+    })?;
+    bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    write_pairs(&a.out, pairs.iter().map(|p| (p.image.as_slice(), p.caption.as_str())))?;
-    if let Some(grid) = &a.grid {
-        let images: Vec<&[u8]> = pairs.iter().map(|p| p.image.as_slice()).collect();
-        mxq::error::write_atomic(grid, &mxq::data::pairs::grid_png(&images, 8.min(images.len().max(1)), 2))?;
+    let written = out.finish()?;
+    if let Some(path) = &a.grid {
+        let images: Vec<&[u8]> = grid.iter().map(Vec::as_slice).collect();
+        mxq::error::write_atomic(path, &mxq::data::pairs::grid_png(&images, 8.min(images.len()), 2))?;
     }
     println!(
-        "wrote {} pairs to {} in {seconds:.2} s ({:.1} pairs/s)",
-        pairs.len(),
+        "wrote {written} pairs to {} in {seconds:.2} s ({:.1} pairs/s)",
         a.out.display(),
-        pairs.len() as f64 / seconds
+        written as f64 / seconds
     );
     Ok(())
 }
@@ -504,8 +538,10 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
+    a.sample.options().check()?;
+    mxq::sample::check_counts(a.count, 1)?;
     let device = cpu();
-    let bytes = std::fs::read(&a.judge).with_context(|| format!("judge file {}", a.judge.display()))?;
+    let bytes = mxq::error::read_bounded(&a.judge, bundle::MAX_BUNDLE_BYTES).context("reading the judge")?;
     let judge = Judge::from_bytes(bytes, &device).with_context(|| format!("{}", a.judge.display()))?;
     let test = TestSplit::load(&a.mnist.mnist)?;
     let train = a.train.as_deref().map(protocol::train_captions).transpose()?;

@@ -118,6 +118,14 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         std::fs::read(tmp.path().join("gen/00003.png")).unwrap(),
         std::fs::read(tmp.path().join("gen2/00003.png")).unwrap()
     );
+    // a second run into the same folder: refused, unless --force, which leaves no orphan
+    let again = ["generate", "--bundle", &p("tiny.mxq"), "--count", "3", "--out", &p("gen")];
+    let refused = mxq(&again.map(String::from));
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--force"), "{refused:?}");
+    check_pairs(&tmp.path().join("gen"), 5);
+    ok(&again.iter().chain(&["--force"]).copied().collect::<Vec<_>>());
+    check_pairs(&tmp.path().join("gen"), 3);
+    assert_eq!(std::fs::read_dir(tmp.path().join("gen")).unwrap().count(), 7, "3 pairs and the listing, nothing else");
     // eval from a bundle: generated pairs judged beside real test pairs, with the share of
     // captions copied from the train folder, and the run's stage-1 ceiling
     let args = ["eval", "--bundle", &p("tiny.mxq"), "--count", "8", "--run", &p("run"), "--train", &p("train")];
@@ -178,6 +186,45 @@ fn bad_inputs_are_clear_errors() {
     );
     let out = mxq(&["eval", "--pairs", &p("d"), "--train", &p("no-such-train")]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no-such-train"), "{out:?}");
+
+    // generate's options are checked before the bundle is read or a pair sampled; --out
+    // before sampling (with the shipped bundle)
+    let fails_with = |args: &[&str], want: &str| {
+        let out = mxq(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "mxq {args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let generate = |extra: &[&'static str]| -> Vec<String> {
+        ["generate", "--out", &p("gen")]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    for (extra, want) in [
+        (&["--count", "0"][..], "count 0 must be between 1"),
+        (&["--count", "18446744073709551615"], "must be between 1 and 1000000"),
+        (&["--batch", "0"], "batch 0 must be between 1"),
+        (&["--temperature=-1"], "temperature -1 must be a finite number"),
+        (&["--temperature", "NaN"], "temperature NaN"),
+        (&["--temperature=-inf"], "temperature -inf"),
+        (&["--top-p", "2"], "top-p 2 must be in (0, 1]"),
+        (&["--top-p", "NaN"], "top-p NaN"),
+        (&["--count", "5000", "--grid", "g.png"], "--grid holds at most 4096"),
+        (&["--bundle", "/dev/zero"], "not a regular file"),
+        (&["--bundle", "/tmp"], "not a regular file"),
+    ] {
+        let args = generate(extra);
+        fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), want);
+    }
+    assert!(!tmp.path().join("gen").exists(), "no refused run left a folder");
+    fails_with(&["generate", "--count", "1", "--out", &p("d")], "holds 1 files already");
+    fails_with(
+        &["data", "caption-mnist", "--split", "test", "--count", "2", "--out", &p("d")],
+        "holds 1 files already",
+    );
+    fails_with(&["eval", "--bundle", &p("broken.mxq"), "--temperature", "NaN"], "temperature NaN");
 }
 
 #[test]

@@ -69,7 +69,7 @@ impl Demo {
 
     /// Generates `count` pairs in batches of at most `batch` (batch `i` from seed `seed + i`,
     /// as natively). After each prior step, `on_step(first, codes)` gets the index of the
-    /// batch's first pair and its codes so far (`Uint32Array`, one row of 72 codes per pair
+    /// batch's first pair and its codes so far (`Uint32Array`, one row per pair of all the sequence's codes
     /// in stage 1's order, image then text, [`NOT_DRAWN`] where the prior has not drawn
     /// yet: it may draw the caption first); after each batch, `on_pairs(first, pairs)` gets an array of
     /// `{ image: Uint8ClampedArray (64×64 RGBA), caption, codes: Uint32Array }`.
@@ -86,6 +86,8 @@ impl Demo {
         on_pairs: js_sys::Function,
     ) -> Result<(), JsError> {
         let opts = SampleOptions { temperature, top_k, top_p, seed: seed as u64 };
+        opts.check().map_err(|e| JsError::new(&e.to_string()))?;
+        mxq::sample::check_counts(count, batch).map_err(|e| JsError::new(&e.to_string()))?;
         let (prior, positions) = (&self.bundle.generator.prior, self.bundle.config.stage1.sequence_length());
         let mut first = 0;
         for (n, opts) in batches(count, batch, opts) {

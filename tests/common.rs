@@ -33,6 +33,13 @@ pub fn shipped_bundle() -> Vec<u8> {
         .expect("assets/demo.mxq.safetensors is committed")
 }
 
+/// The demo bundle shipped before format 3 (the flat config, 8 text codes): kept to test
+/// that old bundles still load.
+pub fn version_2_bundle() -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo-v2.mxq.safetensors"))
+        .expect("tests/fixtures/demo-v2.mxq.safetensors is committed")
+}
+
 /// Loads bundle bytes on the CPU with the default options.
 pub fn load(bytes: &[u8]) -> mxq::bundle::Bundle {
     mxq::bundle::load(bytes, &mxq::cpu(), mxq::bundle::LoadOptions::default()).unwrap()

@@ -34,7 +34,7 @@ fn check_cards(cards: &[harness::Card], count: usize) {
     let bundle = mxq::bundle::load(&demo_bundle(), &device, LoadOptions::default()).unwrap();
     let native = bundle.decode_codes(cards.iter().map(|c| c.codes()).collect(), &device);
     for (card, pair) in cards.iter().zip(native) {
-        assert_eq!(card.codes().len(), 72, "{card:?}");
+        assert_eq!(card.codes().len(), bundle.config.stage1.sequence_length(), "{card:?}");
         assert_eq!(card.caption, pair.caption, "{card:?}");
         let off = card.rgb.iter().zip(&pair.image).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
         assert!(card.rgb.len() == pair.image.len() && off <= 2, "{card:?}: image differs by {off}/255");
@@ -62,7 +62,7 @@ fn cpu_path_generates_the_native_pairs_and_repeats_them() {
     wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
     let again = cards(&tab, "document");
     assert_eq!(first.iter().map(|c| &c.codes).collect::<Vec<_>>(), again.iter().map(|c| &c.codes).collect::<Vec<_>>());
-    let opts = SampleOptions { temperature: 0.7, top_k: 0, top_p: 1.0, seed: 3 };
+    let opts = SampleOptions { seed: 3, ..SampleOptions::default() };
     let native = native_codes(6, 4, opts);
     assert_eq!(first.iter().map(|c| c.codes()).collect::<Vec<_>>(), native, "page (wasm CPU) vs native codes");
 }
@@ -73,7 +73,9 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
     let base = serve(vec![]);
     let browser = browser(true);
     let tab = open(&browser, &format!("{base}/index.html?backend=webgpu&count=4&batch=4&seed=3&autorun=1"));
-    wait_for(&tab, STATE, &["done"], Duration::from_secs(300));
+    // a guard against a hang, not a speed check: SwiftShader runs WebGPU on this CPU, and
+    // 4 pairs of 80 codes took 282 s of 72 codes on a 2-core machine
+    wait_for(&tab, STATE, &["done"], Duration::from_secs(480));
     let backend = eval(&tab, "document.getElementById('backend').textContent");
     let backend = backend.as_str().unwrap();
     assert!(backend.starts_with("WebGPU (") && backend.contains("google"), "backend label: {backend}");
@@ -86,7 +88,7 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
     // sequences part. So: the first codes drawn agree (in the prior's order, which may put
     // the caption first), and each card decodes like the CPU (check_cards: the same
     // caption, pixels within 2/255).
-    let native = native_codes(4, 4, SampleOptions { temperature: 0.7, top_k: 0, top_p: 1.0, seed: 3 });
+    let native = native_codes(4, 4, SampleOptions { seed: 3, ..SampleOptions::default() });
     let config = mxq::bundle::load(&demo_bundle(), &mxq::cpu(), LoadOptions::default()).unwrap().config;
     let drawn = |codes: &[u32]| config.to_prior_order(codes);
     let same_prefix: usize = gpu

@@ -161,8 +161,8 @@ impl PairWriter {
                 std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
             }
         }
-        write_atomic(&dir.join(".mxq-write-check"), b"")?;
         let probe = dir.join(".mxq-write-check");
+        write_atomic(&probe, b"")?;
         std::fs::remove_file(&probe).map_err(|e| Error::io(&probe, e))?;
         Ok(Self { dir: dir.to_path_buf(), listing: String::new(), count: 0 })
     }

@@ -74,7 +74,8 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
     let browser = browser(true);
     let tab = open(&browser, &format!("{base}/index.html?backend=webgpu&count=4&batch=4&seed=3&autorun=1"));
     // a guard against a hang, not a speed check: SwiftShader runs WebGPU on this CPU, and
-    // 4 pairs of 80 codes took 282 s of 72 codes on a 2-core machine
+    // 4 pairs took 282 s at 72 codes per pair on a 2-core machine; the shipped bundle now
+    // draws 80
     wait_for(&tab, STATE, &["done"], Duration::from_secs(480));
     let backend = eval(&tab, "document.getElementById('backend').textContent");
     let backend = backend.as_str().unwrap();

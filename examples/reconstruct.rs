@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = mxq::cpu();
     let (vae, state) = load_stage1(&run.join("stage1"), &device)?;
     let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
-    let figures = mxq::eval::reconstruction::reconstruct(&vae, &tokenizer, &pairs, &device);
+    let figures = mxq::eval::reconstruction::reconstruct(&vae, &tokenizer, &pairs, None, &device);
     if let Ok(path) = std::env::var("GRID") {
         let shown = figures.images.len().min(8);
         let rows: Vec<&[u8]> =

@@ -107,6 +107,16 @@ pub struct MaskingConfig {
     pub text_ratio: f64,
     /// Side of a masked image patch.
     pub patch: usize,
+    /// Share of pairs with one modality masked whole instead (half of them the image, half
+    /// the caption), the other left intact: stage 1 then learns to encode either modality
+    /// alone, which captioning an image and drawing a caption need. 0 (the paper) is
+    /// absent from saved configs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub whole: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Stage 1: encoders, quantizer, cross maps and decoders.
@@ -254,7 +264,7 @@ impl MxqConfig {
                     joint: Some(JointConfig { layers: 4, heads: 2, ff: 512, dropout: 0.1 }),
                     cross_maps: CrossMapsConfig { text_hidden: 32 },
                 },
-                masking: MaskingConfig { image_ratio: 0.3, text_ratio: 0.3, patch: 8 },
+                masking: MaskingConfig { image_ratio: 0.3, text_ratio: 0.3, patch: 8, whole: 0.0 },
             },
             prior: PriorConfig { layers: 8, heads: 8, d_model: 512, dropout: 0.1, order: SequenceOrder::ImageFirst },
         }
@@ -403,6 +413,9 @@ impl MxqConfig {
         }
         if !(0.0..1.0).contains(&s.masking.image_ratio) || !(0.0..1.0).contains(&s.masking.text_ratio) {
             return bad("mask ratios must be in [0, 1)".into());
+        }
+        if !(0.0..=1.0).contains(&s.masking.whole) {
+            return bad(format!("masking.whole is a share of pairs, in [0, 1] (got {})", s.masking.whole));
         }
         if !IMAGE_SIZE.is_multiple_of(s.masking.patch) {
             return bad(format!("mask patch {} must divide {IMAGE_SIZE}", s.masking.patch));
@@ -553,6 +566,7 @@ pub mod legacy {
                         image_ratio: s.image_mask_ratio,
                         text_ratio: s.text_mask_ratio,
                         patch: s.mask_patch,
+                        whole: 0.0,
                     },
                 },
                 prior: c.prior,

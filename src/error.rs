@@ -4,8 +4,10 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    // `cause`, not `source`: as an error source it would be printed a second time by every
+    // reporter that walks the chain (anyhow's `{:#}`)
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("IDX file {path}: {why}")]
     Idx { path: String, why: String },
     #[error("dataset {path}: {why}")]
@@ -29,7 +31,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.display().to_string(), source }
+        Self::Io { path: path.display().to_string(), cause: source }
     }
 }
 

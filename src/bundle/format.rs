@@ -21,8 +21,20 @@ pub const VERSION: u32 = 3;
 pub const READS: [u32; 2] = [2, 3];
 const SCALE_SUFFIX: &str = ".__scale";
 
+/// What a file of this format holds (metadata `contents`; absent in files from before
+/// stage-1 files existed, which are all generators).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A bundle: stage 1's decoder half and the prior.
+    Generator,
+    /// A whole trained stage 1 (encoder and decoder halves) with its training record as
+    /// metadata `trained` (JSON), to train priors on without training stage 1 again.
+    Stage1 { trained: String },
+}
+
 /// A bundle file's parts, read and checked but not yet built into a model.
 pub struct Contents {
+    pub kind: Kind,
     pub version: u32,
     pub precision: Precision,
     pub config_json: String,
@@ -35,7 +47,7 @@ pub struct Contents {
 
 /// Hash over every tensor (name, dtype, shape, bytes in name order), the config and the
 /// tokenizer: any flipped byte in the payload or metadata is caught at load.
-fn digest(tensors: &BTreeMap<String, OwnedTensor>, config: &str, tokenizer: &str) -> String {
+fn digest(tensors: &BTreeMap<String, OwnedTensor>, config: &str, tokenizer: &str, kind: &Kind) -> String {
     let mut h = Sha256::new();
     for (name, t) in tensors {
         h.update(name.as_bytes());
@@ -44,6 +56,10 @@ fn digest(tensors: &BTreeMap<String, OwnedTensor>, config: &str, tokenizer: &str
     }
     h.update(config.as_bytes());
     h.update(tokenizer.as_bytes());
+    if let Kind::Stage1 { trained } = kind {
+        h.update(b"stage1");
+        h.update(trained.as_bytes());
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -54,6 +70,17 @@ pub fn write(
     config_json: String,
     tokenizer_json: String,
     precision: Precision,
+) -> Result<Vec<u8>, Error> {
+    write_kind(tensors, config_json, tokenizer_json, precision, Kind::Generator)
+}
+
+/// [`write`] for a file of any [`Kind`].
+pub fn write_kind(
+    tensors: BTreeMap<String, OwnedTensor>,
+    config_json: String,
+    tokenizer_json: String,
+    precision: Precision,
+    kind: Kind,
 ) -> Result<Vec<u8>, Error> {
     let mut stored = BTreeMap::new();
     for (name, t) in tensors {
@@ -71,14 +98,19 @@ pub fn write(
             stored.insert(name, t);
         }
     }
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("version".to_string(), VERSION.to_string()),
         ("precision".to_string(), format!("{precision:?}").to_lowercase()),
-        ("sha256".to_string(), digest(&stored, &config_json, &tokenizer_json)),
+        ("sha256".to_string(), digest(&stored, &config_json, &tokenizer_json, &kind)),
         ("config".to_string(), config_json),
         ("tokenizer".to_string(), tokenizer_json),
     ]);
+    // a bundle's metadata stays as it was before stage-1 files existed
+    if let Kind::Stage1 { trained } = kind {
+        metadata.insert("contents".into(), "stage1".into());
+        metadata.insert("trained".into(), trained);
+    }
     crate::weights::serialize(&stored, Some(metadata))
 }
 
@@ -101,12 +133,17 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
             "format version {version}, but this build reads versions {READS:?}: re-export it with a matching mxq"
         )));
     };
+    let kind = match meta.get("contents").map(String::as_str) {
+        None | Some("generator") => Kind::Generator,
+        Some("stage1") => Kind::Stage1 { trained: field("trained")?.clone() },
+        Some(other) => return Err(bad(format!("contents '{other}' (generator or stage1)"))),
+    };
     let mut tensors = BTreeMap::new();
     for (name, v) in st.tensors() {
         tensors.insert(name, OwnedTensor { dtype: v.dtype(), shape: v.shape().to_vec(), data: v.data().to_vec() });
     }
     let (config_json, tokenizer_json) = (field("config")?, field("tokenizer")?);
-    if &digest(&tensors, config_json, tokenizer_json) != field("sha256")? {
+    if &digest(&tensors, config_json, tokenizer_json, &kind) != field("sha256")? {
         return Err(bad("integrity check failed: the sha256 of the contents does not match (corrupted file)".into()));
     }
     let precision = match field("precision")?.as_str() {
@@ -141,6 +178,7 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
     }
     let parameters = plain.values().map(|t| t.data.len() / 4).sum();
     Ok(Contents {
+        kind,
         version,
         precision,
         config_json: config_json.clone(),

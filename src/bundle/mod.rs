@@ -20,7 +20,7 @@ use crate::config::MxqConfig;
 use crate::data::tokenizer::CaptionTokenizer;
 pub use crate::kernels::int8::Precision;
 use crate::kernels::packed_prior::PackedPrior;
-use crate::model::mxq_vae::MxqDecoder;
+use crate::model::mxq_vae::{MxqDecoder, MxqVae};
 use crate::model::prior::Prior;
 
 /// What the bundle ships: the decode half of stage 1 and the prior.
@@ -79,6 +79,13 @@ pub fn export(
 /// A truncated, corrupted, foreign or wrong-version file gives an error naming the fault.
 pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundle, Error> {
     let contents = format::read(bytes)?;
+    if contents.kind != format::Kind::Generator {
+        return Err(Error::Bundle(
+            "this file holds a trained stage 1 (mxq export --stage1), not a bundle: `mxq import` puts it in a run \
+             to train a prior on"
+                .into(),
+        ));
+    }
     let config = MxqConfig::from_json(&contents.config_json)?;
     let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
     tokenizer.check_fits(&config.stage1.text)?;
@@ -97,6 +104,50 @@ pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundl
         .then(|| PackedPrior::new(&generator.prior, contents.precision, crate::kernels::Simd::Avx512).ok())
         .flatten();
     Ok(Bundle { config, tokenizer, generator, packed_prior, version: contents.version, precision: contents.precision })
+}
+
+/// A trained stage 1 read from a stage-1 file ([`export_stage1`]).
+pub struct Stage1File {
+    pub vae: MxqVae,
+    pub config: MxqConfig,
+    pub tokenizer: CaptionTokenizer,
+    /// Its training record (JSON, as the run's checkpoint had it: options, steps, epochs).
+    pub trained: String,
+}
+
+/// Serializes a whole trained stage 1 (both halves) into a file of the bundle's format,
+/// so that priors can be trained on it in later runs without training it again (the
+/// checkpoint's optimizer state is not kept: it cannot be resumed).
+pub fn export_stage1(
+    vae: &MxqVae,
+    config: &MxqConfig,
+    tokenizer: &CaptionTokenizer,
+    trained: String,
+    precision: Precision,
+) -> Result<Vec<u8>, Error> {
+    let tensors = crate::weights::module_tensors(vae)?;
+    format::write_kind(tensors, config.to_json(), tokenizer.to_json(), precision, format::Kind::Stage1 { trained })
+}
+
+/// Reads and checks a stage-1 file, then builds the stage 1 it holds on `device`.
+pub fn load_stage1(bytes: &[u8], device: &Device) -> Result<Stage1File, Error> {
+    let contents = format::read(bytes)?;
+    let format::Kind::Stage1 { trained } = contents.kind else {
+        return Err(Error::Bundle("this file is a bundle (decoders and prior), not a stage-1 file".into()));
+    };
+    let config = MxqConfig::from_json(&contents.config_json)?;
+    let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
+    tokenizer.check_fits(&config.stage1.text)?;
+    let mut vae = MxqVae::new(&config.stage1, device);
+    if vae.num_params() > contents.parameters {
+        return Err(Error::Bundle(format!(
+            "the config describes {} parameters but the file holds {}: config and weights do not belong together",
+            vae.num_params(),
+            contents.parameters
+        )));
+    }
+    crate::weights::load_weights(&mut vae, contents.weights)?;
+    Ok(Stage1File { vae, config, tokenizer, trained })
 }
 
 /// Whether the packed kernels run on `device`: the native CPU device on a CPU with AVX-512.

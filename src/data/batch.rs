@@ -5,7 +5,7 @@
 use burn::prelude::*;
 
 use crate::config::{IMAGE_SIZE, MaskingConfig};
-use crate::data::masking::mask_batch;
+use crate::data::masking::{Half, mask_batch, mask_whole};
 use crate::data::pairs::Pair;
 use crate::data::tokenizer::CaptionTokenizer;
 use crate::rng::Rng;
@@ -69,6 +69,31 @@ impl PairSet {
     }
 }
 
+impl PairSet {
+    /// The pairs `ids` with `half` of each masked entirely (what stage 1 sees when asked
+    /// for the other half alone: a caption for an image, an image for a caption).
+    pub fn batch_without(&self, ids: &[usize], half: Half, device: &Device) -> Batch {
+        let batch = self.batch(ids, None, device);
+        let b = ids.len();
+        match half {
+            Half::Image => {
+                let mut images = batch.images.into_data().try_into_vec_as::<f32>().expect("f32 images");
+                mask_whole(Some(&mut images), None);
+                Batch {
+                    images: Tensor::from_data(TensorData::new(images, [b, 3, IMAGE_SIZE, IMAGE_SIZE]), device),
+                    ..batch
+                }
+            }
+            Half::Caption => {
+                let mut tokens: Vec<u32> = vec![0; b * self.length];
+                mask_whole(None, Some(&mut tokens));
+                let tokens: Vec<i64> = tokens.into_iter().map(i64::from).collect();
+                Batch { tokens: Tensor::from_data(TensorData::new(tokens, [b, self.length]), device), ..batch }
+            }
+        }
+    }
+}
+
 /// RGB bytes (HWC) → CHW floats in [-1, 1], appended to `out`.
 pub fn push_image(rgb: &[u8], out: &mut Vec<f32>) {
     for ch in 0..3 {
@@ -90,4 +115,24 @@ pub fn to_rgb(values: &[f32]) -> Vec<Vec<u8>> {
             rgb
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::tokenizer::MASK_ID;
+
+    #[test]
+    fn a_batch_without_one_half_masks_all_of_it_and_none_of_the_other() {
+        let set = PairSet { images: vec![200; 2 * 3 * PLANE], tokens: (0..2 * 8).collect(), length: 8 };
+        let device = crate::cpu();
+        let full = set.batch(&[0, 1], None, &device);
+        let no_image = set.batch_without(&[0, 1], Half::Image, &device);
+        assert!(no_image.images.into_data().try_into_vec_as::<f32>().unwrap().iter().all(|&v| v == 0.0));
+        assert_eq!(no_image.tokens.into_data(), full.tokens.clone().into_data());
+        let no_caption = set.batch_without(&[0, 1], Half::Caption, &device);
+        let tokens = no_caption.tokens.into_data().try_into_vec_as::<i64>().unwrap();
+        assert!(tokens.len() == 16 && tokens.iter().all(|&t| t == MASK_ID as i64));
+        assert_eq!(no_caption.images.into_data(), full.images.into_data());
+    }
 }

@@ -14,4 +14,4 @@ pub use batch::{Batch, PairSet};
 pub use caption_mnist::{CaptionMnist, CaptionPair};
 pub use grammar::parse_caption;
 pub use idx::Digits;
-pub use pairs::{Pair, PairWriter, read_pairs};
+pub use pairs::{Fitted, Pair, PairWriter, read_pairs, read_pairs_fitted};

@@ -31,19 +31,39 @@ pub struct Pair {
     pub caption: String,
 }
 
+/// What reading a pairs folder changed so that its images fit the models, counted so that
+/// the CLI says so instead of changing them without a word.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fitted {
+    /// Images of another size, resized to `IMAGE_SIZE`².
+    pub resized: usize,
+    /// Images not stored as 8-bit RGB (grayscale, an alpha channel — dropped, so a fully
+    /// transparent image shows its colour values —, 16-bit), converted to it.
+    pub converted: usize,
+}
+
 /// Reads `DIR/pairs.jsonl` (or a `.jsonl` file) and every image it names.
 pub fn read_pairs(path: &Path) -> Result<Vec<Pair>, Error> {
+    Ok(read_pairs_fitted(path)?.0)
+}
+
+/// [`read_pairs`], with the count of images it had to fit.
+pub fn read_pairs_fitted(path: &Path) -> Result<(Vec<Pair>, Fitted), Error> {
     let (jsonl, records) = read_records(path)?;
     let root = jsonl.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let inside = root.canonicalize().map_err(|e| Error::io(root, e))?;
-    records
+    let mut fitted = Fitted::default();
+    let pairs = records
         .into_iter()
         .map(|(line, rec)| {
             let path = image_path(root, &inside, &rec.image).map_err(|why| bad_line(&jsonl, line, why))?;
-            let image = load_image(&path).map_err(|e| bad_line(&jsonl, line, e.to_string()))?;
+            let (image, f) = load_image_fitted(&path).map_err(|e| bad_line(&jsonl, line, e.to_string()))?;
+            fitted.resized += f.resized;
+            fitted.converted += f.converted;
             Ok(Pair { image, caption: rec.caption })
         })
-        .collect()
+        .collect::<Result<_, Error>>()?;
+    Ok((pairs, fitted))
 }
 
 /// `image` (a listing's path) under `root`, refused unless it stays inside the folder
@@ -96,16 +116,24 @@ fn read_records(path: &Path) -> Result<(std::path::PathBuf, Vec<(usize, PairReco
 
 /// Loads any image the `image` crate reads as `IMAGE_SIZE`² RGB bytes.
 pub fn load_image(path: &Path) -> Result<Vec<u8>, Error> {
+    Ok(load_image_fitted(path)?.0)
+}
+
+/// [`load_image`], with what it changed (each count 0 or 1).
+fn load_image_fitted(path: &Path) -> Result<(Vec<u8>, Fitted), Error> {
     let bad = |why: String| Error::Image { path: path.display().to_string(), why };
     let bytes = read_bounded(path, MAX_IMAGE_BYTES)?;
-    let img = image::load_from_memory(&bytes).map_err(|e| bad(e.to_string()))?.to_rgb8();
+    let img = image::load_from_memory(&bytes).map_err(|e| bad(e.to_string()))?;
+    let converted = usize::from(img.color() != image::ColorType::Rgb8);
+    let img = img.to_rgb8();
     let side = IMAGE_SIZE as u32;
-    let img = if img.dimensions() == (side, side) {
+    let resized = usize::from(img.dimensions() != (side, side));
+    let img = if resized == 0 {
         img
     } else {
         image::imageops::resize(&img, side, side, image::imageops::FilterType::Triangle)
     };
-    Ok(img.into_raw())
+    Ok((img.into_raw(), Fitted { resized, converted }))
 }
 
 /// PNG bytes of an `IMAGE_SIZE`² RGB image.

@@ -131,6 +131,14 @@ impl CaptionTokenizer {
         }
     }
 
+    /// Whether `caption` has more tokens than [`Self::length`] (the rest is cut off).
+    pub fn truncates(&self, caption: &str) -> bool {
+        // the encoding keeps no overflow after padding, so: do the kept ids give it all back?
+        // (byte-level BPE is lossless, so they do exactly when nothing was cut)
+        let ids = self.encode(caption);
+        !ids.contains(&PAD_ID) && self.decode(&ids) != caption.trim()
+    }
+
     /// Ids back to text, dropping the specials.
     pub fn decode(&self, ids: &[u32]) -> String {
         self.inner.decode(ids, true).unwrap_or_default().trim().to_string()

@@ -17,6 +17,7 @@ use crate::Error;
 use crate::bundle::Bundle;
 use crate::data::caption_mnist::{CaptionMnist, Split};
 use crate::data::idx::Digits;
+use crate::data::masking::Half;
 use crate::data::pairs::{Pair, read_captions};
 use crate::data::tokenizer::CaptionTokenizer;
 use crate::eval::judge::{Judge, Scores};
@@ -110,6 +111,13 @@ pub struct Stage1Report {
     pub image_against_true_caption: Scores,
     /// … and the reconstructed caption with the true image.
     pub caption_against_true_image: Scores,
+    /// Across modalities, straight from stage 1: the image decoded from the caption alone
+    /// (the image masked entirely), judged against the true caption …
+    pub image_from_caption: Scores,
+    /// … and the caption decoded from the image alone, judged against the true image, with
+    /// its exact-caption rate in `caption_from_image_exact_pct`.
+    pub caption_from_image: Scores,
+    pub caption_from_image_exact_pct: f64,
 }
 
 /// Encodes and decodes the first `count` test pairs with `vae`, and judges the result.
@@ -122,7 +130,7 @@ pub fn judge_stage1(
     device: &Device,
 ) -> Result<Stage1Report, Error> {
     let pairs = test.pairs(0..count);
-    let reconstruction = crate::on_cpu_pool(|| reconstruct(vae, tokenizer, &pairs, device));
+    let reconstruction = crate::on_cpu_pool(|| reconstruct(vae, tokenizer, &pairs, None, device));
     let pair = |image: &Vec<u8>, caption: &String| Pair { image: image.clone(), caption: caption.clone() };
     let (images, captions) = (&reconstruction.images, &reconstruction.captions);
     let rebuilt: Vec<Pair> = images.iter().zip(captions).map(|(i, c)| pair(i, c)).collect();
@@ -131,5 +139,20 @@ pub fn judge_stage1(
     let image_against_true_caption = judge_pairs(judge, &true_caption, test, None)?;
     let true_image: Vec<Pair> = pairs.iter().zip(captions).map(|(p, c)| pair(&p.image, c)).collect();
     let caption_against_true_image = judge_pairs(judge, &true_image, test, None)?;
-    Ok(Stage1Report { reconstruction, judged, image_against_true_caption, caption_against_true_image })
+    let drawn = crate::on_cpu_pool(|| reconstruct(vae, tokenizer, &pairs, Some(Half::Image), device));
+    let drawn: Vec<Pair> = drawn.images.iter().zip(&pairs).map(|(i, p)| pair(i, &p.caption)).collect();
+    let image_from_caption = judge_pairs(judge, &drawn, test, None)?;
+    let read = crate::on_cpu_pool(|| reconstruct(vae, tokenizer, &pairs, Some(Half::Caption), device));
+    let caption_from_image_exact_pct = read.exact_captions_pct;
+    let read: Vec<Pair> = pairs.iter().zip(&read.captions).map(|(p, c)| pair(&p.image, c)).collect();
+    let caption_from_image = judge_pairs(judge, &read, test, None)?;
+    Ok(Stage1Report {
+        reconstruction,
+        judged,
+        image_against_true_caption,
+        caption_against_true_image,
+        image_from_caption,
+        caption_from_image,
+        caption_from_image_exact_pct,
+    })
 }

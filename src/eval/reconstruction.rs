@@ -6,6 +6,7 @@ use burn::prelude::*;
 
 use crate::data::batch::{PairSet, to_rgb};
 use crate::data::grammar::parse_caption;
+use crate::data::masking::Half;
 use crate::data::pairs::Pair;
 use crate::data::tokenizer::CaptionTokenizer;
 use crate::model::codebook_upkeep::CodebookUsage;
@@ -34,8 +35,16 @@ pub struct Reconstruction {
     pub captions: Vec<String>,
 }
 
-/// Encodes and decodes `pairs` (in batches of 50) and scores the result against them.
-pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], device: &Device) -> Reconstruction {
+/// Encodes and decodes `pairs` (in batches of 50) and scores the result against them;
+/// with `without`, that half of every pair is masked entirely before encoding, so the
+/// result shows what stage 1 makes of the other half alone.
+pub fn reconstruct(
+    vae: &MxqVae,
+    tokenizer: &CaptionTokenizer,
+    pairs: &[Pair],
+    without: Option<Half>,
+    device: &Device,
+) -> Reconstruction {
     let data = PairSet::new(pairs, tokenizer);
     let (mut squared, mut pixels, mut tokens_right, mut tokens, mut exact, mut valid) = (0f64, 0usize, 0, 0, 0, 0);
     let entries = vae.decoder.quantizer.codebook.dims()[0];
@@ -45,7 +54,11 @@ pub fn reconstruct(vae: &MxqVae, tokenizer: &CaptionTokenizer, pairs: &[Pair], d
     let (mut examples, mut images, mut captions) = (Vec::new(), Vec::new(), Vec::new());
     let ids: Vec<usize> = (0..data.len()).collect();
     for chunk in ids.chunks(50) {
-        let codes = vae.encode(data.batch(chunk, None, device));
+        let batch = match without {
+            None => data.batch(chunk, None, device),
+            Some(half) => data.batch_without(chunk, half, device),
+        };
+        let codes = vae.encode(batch);
         let [_, length] = codes.dims();
         // the image's grid comes first
         let text_from = crate::config::GRID * crate::config::GRID;

@@ -14,7 +14,7 @@ use crate::config::MxqConfig;
 use crate::data::tokenizer::CaptionTokenizer;
 use crate::rng::{Rng, Stream};
 use crate::train::checkpoint::{Checkpoint, TrainState};
-use crate::train::metrics::{EpochMetrics, StepMetrics, StepReport, Window, append_line};
+use crate::train::metrics::{EpochMetrics, StepMetrics, StepReport, Window, append_line, cut_after};
 use crate::train::options::TrainOptions;
 
 /// One stage's step: forward, backward, optimizer step; returns the model and named metrics.
@@ -51,8 +51,9 @@ pub struct Progress<'a> {
     pub on_epoch: &'a mut dyn FnMut(&EpochMetrics),
 }
 
-/// A fresh state, or the checkpoint's when one exists in `ckpt` (then the run resumes
-/// with the checkpoint's config, tokenizer and options, except `epochs` and `max_steps`).
+/// A fresh state, or the checkpoint's when one exists in `ckpt`: the run then resumes with
+/// the checkpoint's config, tokenizer and options; `options` may change only what
+/// [`TrainOptions::resume_differences`] allows (anything else is an error naming it).
 pub(crate) fn start_state(
     ckpt: &Checkpoint,
     stage: &str,
@@ -65,8 +66,17 @@ pub(crate) fn start_state(
         if state.stage != stage {
             return Err(ckpt.bad(format!("holds a {} checkpoint, not {stage}", state.stage)));
         }
+        let differences = options.resume_differences(&state.options);
+        if !differences.is_empty() {
+            return Err(ckpt.bad(format!(
+                "a resume keeps the run's training options; asked to change {}",
+                differences.join(", ")
+            )));
+        }
         state.options.epochs = options.epochs;
         state.options.max_steps = options.max_steps;
+        state.options.checkpoint_every = options.checkpoint_every;
+        state.options.log_every = options.log_every;
         return Ok((state, true));
     }
     let state = TrainState {
@@ -79,6 +89,7 @@ pub(crate) fn start_state(
         batch_in_epoch: 0,
         finished: false,
         stage_state: serde_json::Value::Null,
+        files: Vec::new(),
     };
     Ok((state, false))
 }
@@ -110,10 +121,15 @@ pub(crate) fn fit<M: Module, S: Stage<M>>(
     std::fs::create_dir_all(&ckpt.dir).map_err(|e| Error::io(&ckpt.dir, e))?;
     let metrics_path = ckpt.dir.join("metrics.jsonl");
     let steps_path = ckpt.dir.join("steps.jsonl");
+    if resume {
+        // lines of steps after the checkpoint's would be written again
+        cut_after(&metrics_path, state.step)?;
+        cut_after(&steps_path, state.step)?;
+    }
     let mut window = Window::new();
     let save = |model: &M, optim: &ModuleOptimizer, state: &mut TrainState, stage: &S| {
         state.stage_state = stage.state();
-        ckpt.save(model, optim, state)
+        ckpt.save(model, Some(optim), state)
     };
     while state.epoch < opts.epochs && state.step < total {
         let mut order: Vec<usize> = (0..n).collect();

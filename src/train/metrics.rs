@@ -73,3 +73,26 @@ pub(crate) fn append_line(path: &Path, line: &EpochMetrics) -> Result<(), Error>
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
     writeln!(f, "{line}").map_err(|e| Error::io(path, e))
 }
+
+/// Cuts a metrics file back to the lines of steps up to `step` (a resumed run continues
+/// from its checkpoint's step, so later lines were of steps it runs again) and drops a line
+/// torn by a kill mid-write. Rewritten atomically; a missing file stays missing.
+pub(crate) fn cut_after(path: &Path, step: usize) -> Result<(), Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            let value: Option<serde_json::Value> = serde_json::from_str(line).ok();
+            value.and_then(|v| v.get("step")?.as_u64()).is_some_and(|s| s as usize <= step)
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    if kept.len() != text.len() {
+        crate::error::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}

@@ -79,6 +79,29 @@ impl TrainOptions {
         AdamWConfig::new().with_weight_decay(self.weight_decay as f32).init()
     }
 
+    /// The options of `self` that a resume of a run recorded with `recorded` would change,
+    /// as "name: given (the run's: recorded)". Only `epochs`, `max_steps`,
+    /// `checkpoint_every` and `log_every` may change on a resume: the others shape the
+    /// steps themselves.
+    pub fn resume_differences(&self, recorded: &TrainOptions) -> Vec<String> {
+        let free = TrainOptions {
+            epochs: recorded.epochs,
+            max_steps: recorded.max_steps,
+            checkpoint_every: recorded.checkpoint_every,
+            log_every: recorded.log_every,
+            ..self.clone()
+        };
+        let (given, recorded) = (serde_json::to_value(free), serde_json::to_value(recorded));
+        let (Ok(serde_json::Value::Object(given)), Ok(serde_json::Value::Object(recorded))) = (given, recorded) else {
+            return vec!["the options do not serialize".into()];
+        };
+        given
+            .iter()
+            .filter(|(k, v)| recorded.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: {v} (the run's: {})", recorded.get(k).unwrap_or(&serde_json::Value::Null)))
+            .collect()
+    }
+
     /// The learning rate of optimizer step `step` (0-based) of `total`: linear warm-up, then
     /// the schedule. A resumed run with more epochs stretches the cosine from that step on.
     pub fn learning_rate_at(&self, step: usize, total: usize) -> f64 {

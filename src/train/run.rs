@@ -108,7 +108,17 @@ impl Run {
         Self::check_resume(&self.stage1_dir(), resume)?;
         let path = self.tokenizer_path();
         let tokenizer = if resume {
-            CaptionTokenizer::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?
+            // the checkpoint's record is the run's tokenizer; tokenizer.json must be that one
+            let state = Checkpoint::new(self.stage1_dir()).state()?;
+            let tokenizer = Self::tokenizer(&state)?;
+            let on_disk = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            if on_disk != state.tokenizer {
+                return Err(Error::Checkpoint {
+                    path: path.display().to_string(),
+                    why: "is not the tokenizer stage 1's checkpoint recorded (a file from another run?)".into(),
+                });
+            }
+            tokenizer
         } else {
             let t = CaptionTokenizer::train(
                 pairs.iter().map(|p| p.caption.as_str()),
@@ -160,6 +170,52 @@ impl Run {
         let tokenizer = CaptionTokenizer::from_json(&state.tokenizer)?;
         tokenizer.check_fits(&state.config.stage1.text)?;
         Ok(tokenizer)
+    }
+
+    /// Stage 1 as a stage-1 file ([`crate::bundle::export_stage1`]): both halves, the config,
+    /// the tokenizer and the training record.
+    pub fn export_stage1(&self, precision: crate::bundle::Precision, device: &Device) -> Result<Vec<u8>, Error> {
+        let (vae, state) = self.stage1(device)?;
+        let tokenizer = Self::tokenizer(&state)?;
+        let trained = serde_json::json!({
+            "options": state.options,
+            "step": state.step,
+            "epoch": state.epoch,
+            "batch_in_epoch": state.batch_in_epoch,
+            "finished": state.finished,
+        });
+        crate::bundle::export_stage1(&vae, &state.config, &tokenizer, trained.to_string(), precision)
+    }
+
+    /// Starts this (new) run from a stage-1 file: writes `tokenizer.json` and a finished
+    /// stage-1 checkpoint without optimizer state (a prior trains on it; it cannot be
+    /// resumed). Refused where the run already has a stage 1.
+    pub fn import_stage1(&self, bytes: &[u8], device: &Device) -> Result<TrainState, Error> {
+        let ckpt = Checkpoint::new(self.stage1_dir());
+        if ckpt.exists() || self.tokenizer_path().exists() {
+            return Err(Error::Checkpoint {
+                path: self.dir.display().to_string(),
+                why: "already holds a stage 1 (or its tokenizer): import into a new run folder".into(),
+            });
+        }
+        let file = crate::bundle::load_stage1(bytes, device)?;
+        let trained: serde_json::Value = serde_json::from_str(&file.trained).unwrap_or_default();
+        let number = |k: &str| trained.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+        let mut state = TrainState {
+            stage: "stage1".into(),
+            config: file.config,
+            tokenizer: file.tokenizer.to_json(),
+            options: serde_json::from_value(trained.get("options").cloned().unwrap_or_default()).unwrap_or_default(),
+            step: number("step"),
+            epoch: number("epoch"),
+            batch_in_epoch: number("batch_in_epoch"),
+            finished: true,
+            stage_state: serde_json::Value::Null,
+            files: Vec::new(),
+        };
+        write_atomic(&self.tokenizer_path(), state.tokenizer.as_bytes())?;
+        ckpt.save(&file.vae, None, &mut state)?;
+        Ok(state)
     }
 
     /// What a bundle ships from this run: stage 1's decoder half and the prior, with the

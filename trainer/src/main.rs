@@ -14,7 +14,8 @@ use mxq::bundle::{self, Bundle, LoadOptions, Precision};
 use mxq::config::SequenceOrder;
 use mxq::cpu;
 use mxq::data::caption_mnist::{self, CaptionMnist, TRAIN_DIGITS};
-use mxq::data::{Digits, PairSet, read_pairs};
+use mxq::data::tokenizer::CaptionTokenizer;
+use mxq::data::{Digits, Fitted, Pair, PairSet, read_pairs, read_pairs_fitted};
 use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
@@ -38,8 +39,11 @@ enum Command {
     /// Train stage 1 (the cross quantizer) or stage 2 (the prior).
     #[command(subcommand)]
     Train(TrainCommand),
-    /// Write the single-file bundle (prior, codebook, cross maps, decoders; int8) from a run.
+    /// Write the single-file bundle (prior, codebook, cross maps, decoders; int8) from a run,
+    /// or with --stage1 the run's whole stage 1.
     Export(ExportArgs),
+    /// Start a new run from a stage-1 file (`mxq export --stage1`), to train a prior on it.
+    Import(ImportArgs),
     /// Generate pairs from a bundle into the pairs layout.
     Generate(GenerateArgs),
     /// Judge a folder of Caption MNIST pairs (any system's, in the pairs layout).
@@ -195,12 +199,15 @@ struct TrainArgs {
     run: PathBuf,
     #[arg(long, default_value_t = TrainOptions::default().epochs)]
     epochs: usize,
-    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
-    batch_size: usize,
-    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
-    lr: f64,
-    #[arg(long, default_value_t = TrainOptions::default().seed)]
-    seed: u64,
+    /// Pairs per step [default: 32; a --resume: the run's].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate [default: 0.0005; a --resume: the run's].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed of the shuffles, masks and initial weights [default: 0; a --resume: the run's].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Stop after this many optimizer steps in all.
     #[arg(long)]
     max_steps: Option<usize>,
@@ -210,31 +217,42 @@ struct TrainArgs {
     /// Steps between lines of `steps.jsonl` (mean losses and rate over those steps).
     #[arg(long, default_value_t = TrainOptions::default().log_every)]
     log_every: usize,
-    /// Steps of linear learning-rate warm-up.
-    #[arg(long, default_value_t = TrainOptions::default().warmup_steps)]
-    warmup_steps: usize,
-    /// After the warm-up: constant, or cosine (down to a tenth of --lr at the last step).
-    #[arg(long, default_value_t = TrainOptions::default().schedule)]
-    schedule: Schedule,
-    /// Continue from the checkpoint in the run folder.
+    /// Steps of linear learning-rate warm-up [default: 100; a --resume: the run's].
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    /// After the warm-up: constant, or cosine (down to a tenth of --lr at the last step)
+    /// [default: constant; a --resume: the run's].
+    #[arg(long)]
+    schedule: Option<Schedule>,
+    /// Continue from the checkpoint in the run folder, with its recorded options: only
+    /// --epochs, --max-steps, --checkpoint-every and --log-every may change; any other option
+    /// given must equal the run's.
     #[arg(long)]
     resume: bool,
 }
 
 impl TrainArgs {
-    fn options(&self) -> TrainOptions {
+    /// The options given, over `base` (the defaults, or a resumed run's recorded options).
+    fn options_over(&self, base: TrainOptions) -> TrainOptions {
         TrainOptions {
             epochs: self.epochs,
-            batch_size: self.batch_size,
-            learning_rate: self.lr,
-            seed: self.seed,
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            learning_rate: self.lr.unwrap_or(base.learning_rate),
+            seed: self.seed.unwrap_or(base.seed),
             max_steps: self.max_steps,
             checkpoint_every: self.checkpoint_every,
             log_every: self.log_every,
-            warmup_steps: self.warmup_steps,
-            schedule: self.schedule,
-            ..TrainOptions::default()
+            warmup_steps: self.warmup_steps.unwrap_or(base.warmup_steps),
+            schedule: self.schedule.unwrap_or(base.schedule),
+            ..base
         }
+    }
+
+    /// The base the given options apply to: a resumed stage's recorded options, else the
+    /// defaults.
+    fn base(&self, stage_dir: &Path) -> Result<TrainOptions> {
+        let ckpt = mxq::train::Checkpoint::new(stage_dir);
+        Ok(if self.resume && ckpt.exists() { ckpt.state()?.options } else { TrainOptions::default() })
     }
 }
 
@@ -242,28 +260,30 @@ impl TrainArgs {
 struct Stage1Args {
     #[command(flatten)]
     train: TrainArgs,
-    /// Model sizes: paper, demo or tiny.
-    #[arg(long, default_value = "demo")]
-    preset: String,
+    /// Model sizes: paper, demo or tiny [default: demo].
+    #[arg(long)]
+    preset: Option<String>,
     /// A JSON file with a whole config (overrides --preset).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The paper's comparison, as configs of the same model: mxq, no-masking, no-joint,
-    /// separate (own codebook per modality, no joint encoder, no cross maps, no masking).
-    #[arg(long, default_value = "mxq")]
-    variant: String,
-    /// Largest tokenizer vocabulary (specials included).
-    #[arg(long, default_value_t = 128)]
-    vocab_size: usize,
-    /// Tokens per caption.
-    #[arg(long, default_value_t = 64)]
-    token_length: usize,
-    /// Steps between dead-code restarts (0 = off).
-    #[arg(long, default_value_t = TrainOptions::default().restart_dead_every)]
-    restart_dead_every: usize,
+    /// separate (own codebook per modality, no joint encoder, no cross maps, no masking)
+    /// [default: mxq].
+    #[arg(long)]
+    variant: Option<String>,
+    /// Largest tokenizer vocabulary (specials included) [default: 128].
+    #[arg(long)]
+    vocab_size: Option<usize>,
+    /// Tokens per caption [default: 64].
+    #[arg(long)]
+    token_length: Option<usize>,
+    /// Steps between dead-code restarts (0 = off) [default: 100; a --resume: the run's].
+    #[arg(long)]
+    restart_dead_every: Option<usize>,
     /// Decay of the EMA codebook update (0 = train the codebook by gradient instead)
-    #[arg(long, default_value_t = TrainOptions::default().codebook_decay)]
-    codebook_decay: f64,
+    /// [default: 0.99; a --resume: the run's].
+    #[arg(long)]
+    codebook_decay: Option<f64>,
     /// Start the codebook from random values instead of encoder outputs.
     #[arg(long)]
     no_codebook_from_data: bool,
@@ -290,7 +310,7 @@ struct PriorArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Run folder with finished stage1/ and prior/.
+    /// Run folder with finished stage1/ and prior/ (with --stage1: stage1/ alone).
     #[arg(long)]
     run: PathBuf,
     /// Bundle file to write.
@@ -299,6 +319,20 @@ struct ExportArgs {
     /// Keep f32 weights instead of int8.
     #[arg(long)]
     f32: bool,
+    /// Write the whole stage 1 (encoder and decoder halves, config, tokenizer, training
+    /// record) instead of a bundle: `mxq import` starts other runs from it.
+    #[arg(long)]
+    stage1: bool,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// A stage-1 file (`mxq export --stage1`).
+    #[arg(long)]
+    stage1: PathBuf,
+    /// The new run folder to start from it.
+    #[arg(long)]
+    run: PathBuf,
 }
 
 #[derive(Args)]
@@ -349,6 +383,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Prior(a)) => train_prior(a),
         Command::Train(TrainCommand::Judge(a)) => train_judge(a),
         Command::Export(a) => export(a),
+        Command::Import(a) => import(a),
         Command::Generate(a) => generate(a),
         Command::Eval(a) => eval(a),
         Command::Bench(a) => bench::bench(a),
@@ -384,23 +419,42 @@ fn data_caption_mnist(a: CaptionMnistArgs) -> Result<()> {
 fn train_stage1(a: Stage1Args) -> Result<()> {
     let t = &a.train;
     let run = Run::new(&t.run);
-    let pairs = read_pairs(&t.data)?;
+    if t.resume {
+        // the config and tokenizer are the run's: a resume cannot change them
+        let given = [
+            ("--preset", a.preset.is_some()),
+            ("--config", a.config.is_some()),
+            ("--variant", a.variant.is_some()),
+            ("--vocab-size", a.vocab_size.is_some()),
+            ("--token-length", a.token_length.is_some()),
+        ];
+        let given: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();
+        if !given.is_empty() {
+            bail!(
+                "--resume continues the run's recorded config and tokenizer; {} apply to a new run only",
+                given.join(", ")
+            );
+        }
+    }
+    let (pairs, fitted) = read_pairs_fitted(&t.data)?;
     let setup = Stage1Setup {
         config: match &a.config {
             Some(path) => ConfigSource::File(path.clone()),
-            None => ConfigSource::Preset(a.preset.clone()),
+            None => ConfigSource::Preset(a.preset.clone().unwrap_or_else(|| "demo".into())),
         },
-        variant: a.variant.clone(),
-        vocab_size: a.vocab_size,
-        token_length: a.token_length,
+        variant: a.variant.clone().unwrap_or_else(|| "mxq".into()),
+        vocab_size: a.vocab_size.unwrap_or(128),
+        token_length: a.token_length.unwrap_or(64),
     };
     let (config, tokenizer) = run.prepare_stage1(&pairs, &setup, t.resume)?;
+    let base = t.base(&run.stage1_dir())?;
     let opts = TrainOptions {
-        restart_dead_every: a.restart_dead_every,
-        codebook_decay: a.codebook_decay,
-        codebook_from_data: !a.no_codebook_from_data,
-        ..t.options()
+        restart_dead_every: a.restart_dead_every.unwrap_or(base.restart_dead_every),
+        codebook_decay: a.codebook_decay.unwrap_or(base.codebook_decay),
+        codebook_from_data: base.codebook_from_data && !a.no_codebook_from_data,
+        ..t.options_over(base.clone())
     };
+    warn_fitted(fitted, &pairs, &tokenizer);
     let data = PairSet::new(&pairs, &tokenizer);
     eprintln!(
         "stage 1: {} pairs, vocab {}, preset {}, run {}",
@@ -409,7 +463,7 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
         config.preset,
         t.run.display()
     );
-    let (mut on_step, mut on_epoch, bar) = reporters(t.batch_size);
+    let (mut on_step, mut on_epoch, bar) = reporters(opts.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
     train::train_stage1(&run.stage1_dir(), &config, &tokenizer, &data, &opts, &cpu().autodiff(), progress)?;
     bar.finish();
@@ -424,15 +478,33 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let setup = PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width };
     let config = run.prepare_prior(&state.config, &setup, t.resume)?;
     let tokenizer = Run::tokenizer(&state)?;
-    let data = PairSet::new(&read_pairs(&t.data)?, &tokenizer);
+    let (pairs, fitted) = read_pairs_fitted(&t.data)?;
+    warn_fitted(fitted, &pairs, &tokenizer);
+    let data = PairSet::new(&pairs, &tokenizer);
     eprintln!("prior: encoding {} pairs with the frozen stage 1", data.len());
     let sequences = train::encode_sequences(&vae, &data, 64, &device);
-    let (mut on_step, mut on_epoch, bar) = reporters(t.batch_size);
+    let options = t.options_over(t.base(&run.prior_dir())?);
+    let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
-    let options = t.options();
     train::train_prior(&run.prior_dir(), &config, &tokenizer, &sequences, &options, &device.autodiff(), progress)?;
     bar.finish();
     Ok(())
+}
+
+/// Says how many training pairs were changed to fit the models (resized or converted
+/// images, captions cut to the tokenizer's length), where any were.
+fn warn_fitted(fitted: Fitted, pairs: &[Pair], tokenizer: &CaptionTokenizer) {
+    let truncated = pairs.iter().filter(|p| tokenizer.truncates(&p.caption)).count();
+    let side = mxq::config::IMAGE_SIZE;
+    let notes = [
+        (fitted.resized, format!("images resized to {side}×{side}")),
+        (fitted.converted, "images converted to 8-bit RGB (alpha and extra depth dropped)".into()),
+        (truncated, format!("captions cut to {} tokens", tokenizer.length())),
+    ];
+    let notes: Vec<String> = notes.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+    if !notes.is_empty() {
+        eprintln!("warning: of {} training pairs, {}", pairs.len(), notes.join("; "));
+    }
 }
 
 /// A progress bar with rate and ETA, and a printer for each epoch's metrics.
@@ -458,11 +530,30 @@ fn bar(len: u64, unit: &str) -> ProgressBar {
 }
 
 fn export(a: ExportArgs) -> Result<()> {
-    let (generator, config, tokenizer) = Run::new(&a.run).generator(&cpu())?;
     let precision = if a.f32 { Precision::F32 } else { Precision::Int8 };
-    let bytes = bundle::export(&generator, &config, &tokenizer, precision)?;
+    let bytes = if a.stage1 {
+        Run::new(&a.run).export_stage1(precision, &cpu())?
+    } else {
+        let (generator, config, tokenizer) = Run::new(&a.run).generator(&cpu())?;
+        bundle::export(&generator, &config, &tokenizer, precision)?
+    };
     mxq::error::write_atomic(&a.out, &bytes)?;
     println!("wrote {} ({} bytes, {precision:?})", a.out.display(), bytes.len());
+    Ok(())
+}
+
+fn import(a: ImportArgs) -> Result<()> {
+    let bytes = mxq::error::read_bounded(&a.stage1, bundle::MAX_BUNDLE_BYTES).context("reading the stage-1 file")?;
+    let state =
+        Run::new(&a.run).import_stage1(&bytes, &cpu()).with_context(|| format!("importing {}", a.stage1.display()))?;
+    println!(
+        "{}: stage 1 of preset {} ({} steps, {} epochs) imported; train a prior with `mxq train prior --run {}`",
+        a.run.display(),
+        state.config.preset,
+        state.step,
+        state.epoch,
+        a.run.display()
+    );
     Ok(())
 }
 
@@ -579,6 +670,8 @@ fn eval(a: EvalArgs) -> Result<()> {
             ("stage 1: reconstructed test pairs", &stage1.judged),
             ("stage 1: reconstructed image, true caption", &stage1.image_against_true_caption),
             ("stage 1: reconstructed caption, true image", &stage1.caption_against_true_image),
+            ("stage 1: image from the caption alone", &stage1.image_from_caption),
+            ("stage 1: caption from the image alone", &stage1.caption_from_image),
         ]);
     }
     if a.json {
@@ -639,6 +732,7 @@ fn eval(a: EvalArgs) -> Result<()> {
             r.live_codes,
             r.text_code_bits
         );
+        println!("stage-1 caption from the image alone: exact captions {:.1}%", stage1.caption_from_image_exact_pct);
     }
     Ok(())
 }

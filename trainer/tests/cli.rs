@@ -54,14 +54,56 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     };
     let ok = |args: &[String]| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mxq = |args: &[String]| mxq(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    ok(&stage1(&["--max-steps", "3"]));
+    let first = mxq(&stage1(&["--max-steps", "3"]));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success() && !stderr.contains("warning"), "Caption MNIST fits as it is: {stderr}");
     let again = mxq(&stage1(&[]));
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));
-    ok(&stage1(&["--resume"]));
+    // a resume keeps the run's config and options: changing one is refused by name, not ignored
+    let refused = mxq(&stage1(&["--resume"]));
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("--preset apply to a new run only"),
+        "{refused:?}"
+    );
+    let resume: Vec<String> = ["train", "stage1", "--resume"].iter().chain(&train).map(|s| s.to_string()).collect();
+    let with =
+        |extra: &[&str]| -> Vec<String> { resume.iter().cloned().chain(extra.iter().map(|s| s.to_string())).collect() };
+    let refused = mxq(&with(&["--lr", "0.1"]));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("learning_rate: 0.1 (the run's: 0.0005)"), "{stderr}");
+    ok(&with(&[]));
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/stage1/state.json")).unwrap()).unwrap();
     assert_eq!(state["step"], 8, "resumed to 2 epochs × 4 steps");
     assert_eq!(state["finished"], true);
+    assert_eq!(state["options"]["batch_size"], 16, "the run's batch size, given again");
+    // the checkpoint's manifest names its files and sums; nothing else is left beside them
+    let files: Vec<String> =
+        state["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().into()).collect();
+    assert_eq!(files, ["model-00000008.bpk", "optim-00000008.bpk"]);
+    let mut listing: Vec<String> = std::fs::read_dir(tmp.path().join("run/stage1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listing.sort();
+    assert_eq!(listing, ["metrics.jsonl", "model-00000008.bpk", "optim-00000008.bpk", "state.json"]);
+
+    // a whole stage 1 exported and imported into a new run: a prior trains on it there
+    ok(&["export", "--run", &p("run"), "--stage1", "--f32", "--out", &p("stage1.mxq")].map(String::from));
+    let imported = ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("imported")].map(String::from));
+    assert!(imported.contains("8 steps"), "{imported}");
+    let twice = mxq(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("imported")].map(String::from));
+    assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("already holds"), "{twice:?}");
+    let not_a_bundle =
+        mxq(&["generate", "--bundle", &p("stage1.mxq"), "--count", "1", "--out", &p("x")].map(String::from));
+    assert!(String::from_utf8_lossy(&not_a_bundle.stderr).contains("mxq import"), "{not_a_bundle:?}");
+    let imported_train: Vec<String> = ["train", "prior", "--data", &p("train"), "--run", &p("imported")]
+        .iter()
+        .chain(&["--batch-size", "16", "--max-steps", "2", "--layers", "1"])
+        .map(|s| s.to_string())
+        .collect();
+    ok(&imported_train);
 
     // the paper's comparison: a variant is recorded in the run's config; a wrong name is named
     let variant = |run: &str, v: &str| -> Vec<String> {
@@ -146,7 +188,13 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert_eq!(recon["pairs"], 8, "{report}");
     assert!(recon["image_mse"].as_f64().unwrap() > 0.0 && recon["live_codes"].as_u64().unwrap() >= 1, "{report}");
     assert!(recon["text_code_bits"].as_f64().unwrap() >= 0.0, "{report}");
-    for half in ["judged", "image_against_true_caption", "caption_against_true_image"] {
+    for half in [
+        "judged",
+        "image_against_true_caption",
+        "caption_against_true_image",
+        "image_from_caption",
+        "caption_from_image",
+    ] {
         assert_eq!(report["stage1_reconstruction"][half]["pairs"], 8, "{half}: {report}");
     }
     // the reconstructed image read with the true caption: every caption valid
@@ -225,6 +273,34 @@ fn bad_inputs_are_clear_errors() {
         "holds 1 files already",
     );
     fails_with(&["eval", "--bundle", &p("broken.mxq"), "--temperature", "NaN"], "temperature NaN");
+    // an I/O error names its path and says its cause once
+    let out = mxq(&["eval", "--pairs", &p("no-such-folder")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    // images that do not fit (1×1 gray, 100×80 with alpha) and an overlong caption train,
+    // and are counted in a warning
+    let odd = tmp.path().join("odd");
+    std::fs::create_dir(&odd).unwrap();
+    image::GrayImage::new(1, 1).save(odd.join("gray.png")).unwrap();
+    image::RgbaImage::new(100, 80).save(odd.join("clear.png")).unwrap();
+    image::RgbImage::new(64, 64).save(odd.join("plain.png")).unwrap();
+    let long = "a white 7 in the center. ".repeat(40);
+    let listing =
+        [("gray.png", "a red 1 in the center."), ("clear.png", "a blue 2 in the center."), ("plain.png", &long)]
+            .map(|(image, caption)| serde_json::json!({"image": image, "caption": caption}).to_string() + "\n")
+            .concat();
+    std::fs::write(odd.join("pairs.jsonl"), listing).unwrap();
+    let args = ["train", "stage1", "--preset", "tiny", "--data", &p("odd"), "--run", &p("odd-run")];
+    let out = mxq(&args.iter().chain(&["--batch-size", "2", "--max-steps", "1"]).copied().collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "warning: of 3 training pairs, 2 images resized to 64×64; 2 images converted to 8-bit RGB (alpha and extra depth dropped); 1 captions cut to 64 tokens"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

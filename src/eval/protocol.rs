@@ -118,6 +118,22 @@ pub struct Stage1Report {
     /// its exact-caption rate in `caption_from_image_exact_pct`.
     pub caption_from_image: Scores,
     pub caption_from_image_exact_pct: f64,
+    /// How much of a pair's codes one half fixes alone: the share of text codes that are
+    /// the same with the image masked entirely as with the whole pair (what a prior that
+    /// draws the caption's codes first would be given to draw an image for a caption) …
+    pub text_codes_without_image_pct: f64,
+    /// … and of image codes with the caption masked entirely.
+    pub image_codes_without_caption_pct: f64,
+}
+
+/// The share (%) of positions in `range` of each `length`-code sequence where `a` and `b` agree.
+fn agreement(a: &[i64], b: &[i64], length: usize, range: Range<usize>) -> f64 {
+    let (mut same, mut all) = (0usize, 0usize);
+    for (x, y) in a.chunks(length).zip(b.chunks(length)) {
+        same += x[range.clone()].iter().zip(&y[range.clone()]).filter(|(p, q)| p == q).count();
+        all += range.len();
+    }
+    100.0 * same as f64 / all.max(1) as f64
 }
 
 /// Encodes and decodes the first `count` test pairs with `vae`, and judges the result.
@@ -140,10 +156,14 @@ pub fn judge_stage1(
     let true_image: Vec<Pair> = pairs.iter().zip(captions).map(|(p, c)| pair(&p.image, c)).collect();
     let caption_against_true_image = judge_pairs(judge, &true_image, test, None)?;
     let drawn = crate::on_cpu_pool(|| reconstruct(vae, tokenizer, &pairs, Some(Half::Image), device));
+    let length = reconstruction.codes.len() / pairs.len().max(1);
+    let grid = crate::config::GRID * crate::config::GRID;
+    let text_codes_without_image_pct = agreement(&reconstruction.codes, &drawn.codes, length, grid..length);
     let drawn: Vec<Pair> = drawn.images.iter().zip(&pairs).map(|(i, p)| pair(i, &p.caption)).collect();
     let image_from_caption = judge_pairs(judge, &drawn, test, None)?;
     let read = crate::on_cpu_pool(|| reconstruct(vae, tokenizer, &pairs, Some(Half::Caption), device));
     let caption_from_image_exact_pct = read.exact_captions_pct;
+    let image_codes_without_caption_pct = agreement(&reconstruction.codes, &read.codes, length, 0..grid);
     let read: Vec<Pair> = pairs.iter().zip(&read.captions).map(|(p, c)| pair(&p.image, c)).collect();
     let caption_from_image = judge_pairs(judge, &read, test, None)?;
     Ok(Stage1Report {
@@ -154,5 +174,7 @@ pub fn judge_stage1(
         image_from_caption,
         caption_from_image,
         caption_from_image_exact_pct,
+        text_codes_without_image_pct,
+        image_codes_without_caption_pct,
     })
 }

@@ -33,6 +33,9 @@ pub struct Reconstruction {
     /// The reconstructed captions, in order.
     #[serde(skip)]
     pub captions: Vec<String>,
+    /// Every pair's codes, in stage 1's order, back to back.
+    #[serde(skip)]
+    pub codes: Vec<i64>,
 }
 
 /// Encodes and decodes `pairs` (in batches of 50) and scores the result against them;
@@ -51,7 +54,7 @@ pub fn reconstruct(
     let mut counts = vec![0u64; entries];
     // per text position, how often each code
     let mut text_counts: Vec<Vec<u64>> = Vec::new();
-    let (mut examples, mut images, mut captions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut examples, mut images, mut captions, mut all_codes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let ids: Vec<usize> = (0..data.len()).collect();
     for chunk in ids.chunks(50) {
         let batch = match without {
@@ -64,6 +67,7 @@ pub fn reconstruct(
         let text_from = crate::config::GRID * crate::config::GRID;
         text_counts.resize(length.saturating_sub(text_from), vec![0; entries]);
         let flat = codes.clone().into_data().try_into_vec_as::<i64>().expect("int codes");
+        all_codes.extend_from_slice(&flat);
         for (i, &c) in flat.iter().enumerate() {
             counts[c as usize] += 1;
             if i % length >= text_from {
@@ -108,5 +112,6 @@ pub fn reconstruct(
         examples,
         images,
         captions,
+        codes: all_codes,
     }
 }

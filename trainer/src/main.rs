@@ -732,7 +732,12 @@ fn eval(a: EvalArgs) -> Result<()> {
             r.live_codes,
             r.text_code_bits
         );
-        println!("stage-1 caption from the image alone: exact captions {:.1}%", stage1.caption_from_image_exact_pct);
+        println!(
+            "stage-1 one half alone: caption from the image exact {:.1}%; text codes as with the whole pair {:.1}% (image masked), image codes {:.1}% (caption masked)",
+            stage1.caption_from_image_exact_pct,
+            stage1.text_codes_without_image_pct,
+            stage1.image_codes_without_caption_pct
+        );
     }
     Ok(())
 }

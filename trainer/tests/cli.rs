@@ -197,6 +197,8 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     ] {
         assert_eq!(report["stage1_reconstruction"][half]["pairs"], 8, "{half}: {report}");
     }
+    let kept = report["stage1_reconstruction"]["text_codes_without_image_pct"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&kept), "{report}");
     // the reconstructed image read with the true caption: every caption valid
     assert_eq!(report["stage1_reconstruction"]["image_against_true_caption"]["validity_pct"], 100.0, "{report}");
     assert_eq!(report["real_test"]["validity_pct"], 100.0, "{report}");

@@ -89,16 +89,8 @@ pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundl
     let config = MxqConfig::from_json(&contents.config_json)?;
     let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
     tokenizer.check_fits(&config.stage1.text)?;
-    // burn builds most parameters lazily: their count is known before any is allocated
     let mut generator = Generator::new(&config, device);
-    if generator.num_params() > contents.parameters {
-        return Err(Error::Bundle(format!(
-            "the config describes {} parameters but the file holds {}: config and weights do not belong together",
-            generator.num_params(),
-            contents.parameters
-        )));
-    }
-    crate::weights::load_weights(&mut generator, contents.weights)?;
+    load_checked(&mut generator, contents.weights, contents.parameters)?;
     // a prior whose widths do not pack (not multiples of 64) samples on burn's layers
     let packed_prior = (options.packed_kernels && packs_on(device))
         .then(|| PackedPrior::new(&generator.prior, contents.precision, crate::kernels::Simd::Avx512).ok())
@@ -139,15 +131,21 @@ pub fn load_stage1(bytes: &[u8], device: &Device) -> Result<Stage1File, Error> {
     let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
     tokenizer.check_fits(&config.stage1.text)?;
     let mut vae = MxqVae::new(&config.stage1, device);
-    if vae.num_params() > contents.parameters {
+    load_checked(&mut vae, contents.weights, contents.parameters)?;
+    Ok(Stage1File { vae, config, tokenizer, trained })
+}
+
+/// Loads a file's f32 `weights` (`parameters` values) into `module`, refusing a config that
+/// describes more parameters than the file holds before any is allocated (burn builds most
+/// parameters lazily, so their count is known first).
+fn load_checked<M: Module>(module: &mut M, weights: Vec<u8>, parameters: usize) -> Result<(), Error> {
+    if module.num_params() > parameters {
         return Err(Error::Bundle(format!(
-            "the config describes {} parameters but the file holds {}: config and weights do not belong together",
-            vae.num_params(),
-            contents.parameters
+            "the config describes {} parameters but the file holds {parameters}: config and weights do not belong together",
+            module.num_params()
         )));
     }
-    crate::weights::load_weights(&mut vae, contents.weights)?;
-    Ok(Stage1File { vae, config, tokenizer, trained })
+    crate::weights::load_weights(module, weights)
 }
 
 /// Whether the packed kernels run on `device`: the native CPU device on a CPU with AVX-512.

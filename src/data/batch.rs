@@ -67,9 +67,7 @@ impl PairSet {
             tokens: Tensor::from_data(TensorData::new(tokens, [b, self.length]), device),
         }
     }
-}
 
-impl PairSet {
     /// The pairs `ids` with `half` of each masked entirely (what stage 1 sees when asked
     /// for the other half alone: a caption for an image, an image for a caption).
     pub fn batch_without(&self, ids: &[usize], half: Half, device: &Device) -> Batch {

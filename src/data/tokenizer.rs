@@ -131,6 +131,29 @@ impl CaptionTokenizer {
         }
     }
 
+    /// A caption given by a user (to draw images for), as ids: refused when it is empty, holds
+    /// characters the tokenizer never saw (they would read as `[UNK]`), or is cut to
+    /// [`Self::length`] tokens — each a caption the model would not be drawing.
+    pub fn encode_given(&self, caption: &str) -> Result<Vec<u32>, Error> {
+        if caption.trim().is_empty() {
+            return Err(Error::Tokenizer("the caption is empty".into()));
+        }
+        let unk = SPECIALS.iter().position(|s| *s == UNK).expect("UNK is a special") as u32;
+        let unknown: std::collections::BTreeSet<char> =
+            caption.chars().filter(|c| !c.is_whitespace() && self.encode(&c.to_string()).contains(&unk)).collect();
+        let unknown: Vec<String> = unknown.iter().map(|c| format!("{c:?}")).collect();
+        if !unknown.is_empty() {
+            return Err(Error::Tokenizer(format!(
+                "the caption has characters this tokenizer never saw in training: {}",
+                unknown.join(", ")
+            )));
+        }
+        if self.truncates(caption) {
+            return Err(Error::Tokenizer(format!("the caption is longer than {} tokens", self.length)));
+        }
+        Ok(self.encode(caption))
+    }
+
     /// Whether `caption` has more tokens than [`Self::length`] (the rest is cut off).
     pub fn truncates(&self, caption: &str) -> bool {
         // the encoding keeps no overflow after padding, so: do the kept ids give it all back?

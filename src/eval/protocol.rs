@@ -23,6 +23,7 @@ use crate::data::tokenizer::CaptionTokenizer;
 use crate::eval::judge::{Judge, Scores};
 use crate::eval::reconstruction::{Reconstruction, reconstruct};
 use crate::model::mxq_vae::MxqVae;
+use crate::sample::conditional::Encoder;
 use crate::sample::sampler::SampleOptions;
 
 /// Pairs sampled together when a bundle is judged.
@@ -97,6 +98,27 @@ pub fn judge_bundle(
     let generated = score(judge, &generated, train).with_frechet(&reference)?;
     let ceiling = score(judge, &test.pairs(count..2 * count), None).with_frechet(&reference)?.frechet_distance;
     Ok(BundleReport { generated, real_test: Scores { frechet_distance: ceiling, ..reference } })
+}
+
+/// Draws an image for each of the first `count` test captions (caption `i` from seed
+/// `opts.seed + i`) and judges each against its caption: the consistency of these pairs is
+/// the share of drawn images that show what their caption says.
+pub fn judge_drawn(
+    judge: &Judge,
+    bundle: &Bundle,
+    encoder: &Encoder,
+    count: usize,
+    opts: SampleOptions,
+    test: &TestSplit,
+    device: &Device,
+) -> Result<Scores, Error> {
+    let mut drawn = Vec::with_capacity(count);
+    for (i, real) in test.pairs(0..count).into_iter().enumerate() {
+        let given = bundle.given_caption(encoder, &real.caption, device)?;
+        let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
+        drawn.extend(bundle.generate_from(&given, 1, 1, opts, device).into_iter().map(|p| Pair { image: p.image, caption: p.caption }));
+    }
+    judge_pairs(judge, &drawn, test, None)
 }
 
 /// What a trained stage 1 makes of the first `count` test pairs.

@@ -7,6 +7,7 @@ use crate::Error;
 use crate::bundle::Bundle;
 use crate::data::batch::to_rgb;
 use crate::kernels::packed_prior::MAX_ROWS;
+use crate::sample::conditional::Given;
 use crate::sample::sampler::{SampleOptions, sample_codes};
 
 /// One generated pair.
@@ -68,18 +69,31 @@ impl Bundle {
     /// samples on the packed kernels where the bundle has them and the batch is small
     /// enough to gain ([`MAX_ROWS`]), else on burn's layers.
     pub fn generate(&self, count: usize, batch: usize, opts: SampleOptions, device: &Device) -> Vec<GeneratedPair> {
+        self.generate_from(&Given::default(), count, batch, opts, device)
+    }
+
+    /// [`Self::generate`] from what is `given`, e.g. a caption ([`Bundle::given_caption`]).
+    pub fn generate_from(
+        &self,
+        given: &Given,
+        count: usize,
+        batch: usize,
+        opts: SampleOptions,
+        device: &Device,
+    ) -> Vec<GeneratedPair> {
         let mut out = Vec::with_capacity(count.min(MAX_COUNT));
-        let _ = self.generate_each(count, batch, opts, device, |pairs| {
+        let _ = self.generate_each(given, count, batch, opts, device, |pairs| {
             out.extend(pairs);
             Ok::<_, std::convert::Infallible>(())
         });
         out
     }
 
-    /// [`Self::generate`], handing each batch's pairs to `sink` as soon as they are decoded
-    /// (so a caller can stream them to disk) and stopping at the sink's first error.
+    /// [`Self::generate_from`], handing each batch's pairs to `sink` as soon as they are
+    /// decoded (so a caller can stream them to disk) and stopping at the sink's first error.
     pub fn generate_each<E: Send>(
         &self,
+        given: &Given,
         count: usize,
         batch: usize,
         opts: SampleOptions,
@@ -90,10 +104,14 @@ impl Bundle {
         crate::on_cpu_pool(|| {
             for (n, opts) in batches(count, batch, opts) {
                 let codes = match &self.packed_prior {
-                    Some(packed) if n <= MAX_ROWS => sample_codes(packed, n, length, opts, device),
-                    _ => sample_codes(&self.generator.prior, n, length, opts, device),
+                    Some(packed) if n <= MAX_ROWS => sample_codes(packed, n, length, &given.prefix, opts, device),
+                    _ => sample_codes(&self.generator.prior, n, length, &given.prefix, opts, device),
                 };
-                sink(self.decode_codes(self.unified_codes(codes), device))?;
+                let mut pairs = self.decode_codes(self.unified_codes(codes), device);
+                if let Some(caption) = &given.caption {
+                    pairs.iter_mut().for_each(|p| p.caption = caption.clone());
+                }
+                sink(pairs)?;
             }
             Ok(())
         })

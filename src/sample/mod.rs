@@ -1,7 +1,9 @@
 //! Sampling: the prior's code sequences drawn with temperature, top-k and top-p from a seed
-//! ([`sampler`]), and pairs generated from a bundle ([`generate`]: `codes → decode → pair`).
+//! ([`sampler`]), pairs generated from a bundle ([`generate`]: `codes → decode → pair`), and
+//! images drawn for a given caption ([`conditional`]: `caption → codes → pair`).
 //! Imports the layers below it (data, model, kernels, bundle).
 
+pub mod conditional;
 pub mod generate;
 pub mod sampler;
 

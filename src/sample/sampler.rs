@@ -130,6 +130,8 @@ pub struct Sampling<P: CachedPrior> {
     next: Vec<u32>,
     codes: Vec<Vec<u32>>,
     length: usize,
+    /// Codes every sequence starts with instead of drawing them (conditional sampling).
+    prefix: Vec<u32>,
     opts: SampleOptions,
     rng: Rng,
 }
@@ -142,9 +144,18 @@ impl<P: CachedPrior> Sampling<P> {
             next: vec![prior.start() as u32; batch],
             codes: vec![Vec::with_capacity(length); batch],
             length,
+            prefix: Vec::new(),
             opts,
             rng: Rng::new(opts.seed, Stream::Sampling),
         }
+    }
+
+    /// The same sampling, with every sequence's first codes given instead of drawn (in the
+    /// prior's order; at most `length`). The generator draws nothing for them, so the codes
+    /// after a prefix differ from those the same seed draws unconditionally.
+    pub fn with_prefix(mut self, prefix: &[u32]) -> Self {
+        self.prefix = prefix[..prefix.len().min(self.length)].to_vec();
+        self
     }
 
     pub fn done(&self) -> bool {
@@ -165,7 +176,10 @@ impl<P: CachedPrior> Sampling<P> {
     pub fn push(&mut self, logits: &[f32]) {
         let k = logits.len() / self.next.len();
         for (b, row) in logits.chunks(k).enumerate() {
-            let code = draw(row, &self.opts, &mut self.rng) as u32;
+            let code = match self.prefix.get(self.codes[b].len()) {
+                Some(&given) => given,
+                None => draw(row, &self.opts, &mut self.rng) as u32,
+            };
             self.codes[b].push(code);
             self.next[b] = code;
         }
@@ -181,15 +195,17 @@ impl<P: CachedPrior> Sampling<P> {
     }
 }
 
-/// Samples `batch` sequences of `length` codes (native: synchronous readback).
+/// Samples `batch` sequences of `length` codes, each starting with `prefix` (native:
+/// synchronous readback).
 pub fn sample_codes<P: CachedPrior>(
     prior: &P,
     batch: usize,
     length: usize,
+    prefix: &[u32],
     opts: SampleOptions,
     device: &Device,
 ) -> Vec<Vec<u32>> {
-    let mut sampling = Sampling::new(prior, batch, length, opts);
+    let mut sampling = Sampling::new(prior, batch, length, opts).with_prefix(prefix);
     while !sampling.done() {
         let logits = sampling.logits(prior, device).into_data().try_into_vec_as::<f32>().expect("f32 logits");
         sampling.push(&logits);

@@ -19,6 +19,7 @@ use mxq::data::{Digits, Fitted, Pair, PairSet, read_pairs, read_pairs_fitted};
 use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
+use mxq::sample::conditional::{Encoder, Given};
 use mxq::train::{
     self, ConfigSource, EpochMetrics, PriorSetup, Progress, Run, Schedule, Stage1Setup, StepReport, TrainOptions,
 };
@@ -120,6 +121,12 @@ struct EvalArgs {
     run: Option<PathBuf>,
     #[command(flatten)]
     mnist: MnistArgs,
+    /// With --bundle: also draw an image for each of --count test captions (the encoder from
+    /// --stage1) and judge each against its caption.
+    #[arg(long, requires = "bundle")]
+    drawn: bool,
+    #[command(flatten)]
+    encoder: EncoderArgs,
     /// Also report the share of captions copied verbatim from this training pairs folder
     /// (only its pairs.jsonl is read), for the judged pairs and the real test pairs.
     #[arg(long)]
@@ -359,6 +366,22 @@ struct GenerateArgs {
     /// Also write all images as one grid PNG here (at most 4,096 pairs).
     #[arg(long)]
     grid: Option<PathBuf>,
+    /// Draw images for this caption instead of whole pairs: every pair's caption is this
+    /// text, its image a new draw for it (needs a caption-first prior and the bundle's
+    /// stage-1 file, --stage1).
+    #[arg(long)]
+    caption: Option<String>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
+/// The encode half of the bundle, for the conditional modes.
+#[derive(Args)]
+struct EncoderArgs {
+    /// The bundle's stage-1 file (`mxq export --stage1` from the bundle's run), whose encoder
+    /// reads a given caption (default: the shipped demo bundle's).
+    #[arg(long, default_value_os_t = repo_path("assets/stage1/demo-stage1.mxq.safetensors"))]
+    stage1: PathBuf,
 }
 
 /// The most images one grid PNG holds.
@@ -394,6 +417,13 @@ fn run(cli: Cli) -> Result<()> {
 fn load_bundle(path: &Path, load: &LoadArgs) -> Result<Bundle> {
     let bytes = mxq::error::read_bounded(path, bundle::MAX_BUNDLE_BYTES).context("reading the bundle")?;
     bundle::load(&bytes, &cpu(), load.options()).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Reads a stage-1 file and pairs it with `bundle` as its encoder.
+fn load_encoder(bundle: &Bundle, path: &Path) -> Result<Encoder> {
+    let bytes = mxq::error::read_bounded(path, bundle::MAX_BUNDLE_BYTES).context("reading the stage-1 file")?;
+    let stage1 = bundle::load_stage1(&bytes, &cpu()).with_context(|| format!("loading {}", path.display()))?;
+    bundle.encoder(stage1).with_context(|| format!("{}", path.display()))
 }
 
 fn data_caption_mnist(a: CaptionMnistArgs) -> Result<()> {
@@ -567,11 +597,15 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     let device = cpu();
     let bundle = load_bundle(&a.bundle, &a.load)?;
+    let given = match &a.caption {
+        Some(caption) => bundle.given_caption(&load_encoder(&bundle, &a.encoder.stage1)?, caption, &device)?,
+        None => Given::default(),
+    };
     let mut out = mxq::data::PairWriter::create(&a.out, a.force)?;
     let mut grid = Vec::new();
     let started = std::time::Instant::now();
     let bar = bar(a.count as u64, "pairs");
-    bundle.generate_each(a.count, a.batch, opts, &device, |pairs| {
+    bundle.generate_each(&given, a.count, a.batch, opts, &device, |pairs| {
         bar.inc(pairs.len() as u64);
         for p in &pairs {
             out.push(&p.image, &p.caption)?;
@@ -636,11 +670,16 @@ fn eval(a: EvalArgs) -> Result<()> {
     let judge = Judge::from_bytes(bytes, &device).with_context(|| format!("{}", a.judge.display()))?;
     let test = TestSplit::load(&a.mnist.mnist)?;
     let train = a.train.as_deref().map(protocol::train_captions).transpose()?;
+    let mut drawn = None;
     let (judged, report) = match (&a.pairs, &a.bundle) {
         (Some(dir), _) => (Some(protocol::judge_pairs(&judge, &read_pairs(dir)?, &test, train.as_ref())?), None),
         (None, Some(path)) => {
             let bundle = load_bundle(path, &a.load)?;
             let opts = a.sample.options();
+            if a.drawn {
+                let encoder = load_encoder(&bundle, &a.encoder.stage1)?;
+                drawn = Some(protocol::judge_drawn(&judge, &bundle, &encoder, a.count, opts, &test, &device)?);
+            }
             (None, Some(protocol::judge_bundle(&judge, &bundle, a.count, opts, &test, train.as_ref(), &device)?))
         }
         (None, None) if a.run.is_some() => (None, None),
@@ -663,6 +702,10 @@ fn eval(a: EvalArgs) -> Result<()> {
     rows.extend(judged.iter().map(|s| ("judged pairs", s)));
     if let Some(r) = &report {
         rows.extend([("generated", &r.generated), ("real test pairs", &r.real_test)]);
+    }
+    if let Some(drawn) = &drawn {
+        json["drawn_for_test_captions"] = serde_json::to_value(drawn)?;
+        rows.push(("images drawn for test captions", drawn));
     }
     if let Some(stage1) = &stage1 {
         json["stage1_reconstruction"] = serde_json::to_value(stage1)?;

@@ -202,6 +202,36 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     // the reconstructed image read with the true caption: every caption valid
     assert_eq!(report["stage1_reconstruction"]["image_against_true_caption"]["validity_pct"], 100.0, "{report}");
     assert_eq!(report["real_test"]["validity_pct"], 100.0, "{report}");
+    // images drawn for a caption: the caption-first prior starts from the caption's codes,
+    // which the run's own stage 1 (exported as a stage-1 file) encodes
+    ok(&["export", "--run", &p("run"), "--stage1", "--out", &p("run-stage1.mxq")]);
+    ok(&["export", "--run", &p("sep"), "--stage1", "--out", &p("sep-stage1.mxq")]);
+    let first = std::fs::read_to_string(tmp.path().join("train/pairs.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    let caption = first["caption"].as_str().unwrap();
+    let draw = |stage1: &str, caption: &str, out: &str| {
+        let args = ["generate", "--bundle", &p("tiny.mxq"), "--stage1", &p(stage1), "--count", "3"];
+        mxq(&args.iter().chain(&["--caption", caption, "--out", &p(out)]).map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+    let out = draw("run-stage1.mxq", caption, "drawn");
+    assert!(out.status.success(), "{out:?}");
+    check_pairs(&tmp.path().join("drawn"), 3);
+    let listing = std::fs::read_to_string(tmp.path().join("drawn/pairs.jsonl")).unwrap();
+    assert!(listing.lines().all(|l| l.contains(caption)), "{listing}");
+    for (stage1, caption, says) in [
+        ("run-stage1.mxq", " ", "the caption is empty"),
+        ("run-stage1.mxq", "a red € 3", "never saw in training: '€'"),
+        ("sep-stage1.mxq", caption, "not this bundle's stage 1"),
+    ] {
+        let out = draw(stage1, caption, "refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{caption} {stage1}: {stderr}");
+    }
+    let args = ["eval", "--bundle", &p("tiny.mxq"), "--stage1", &p("run-stage1.mxq"), "--drawn", "--count", "4"];
+    let report: serde_json::Value = serde_json::from_str(&ok(&[&args[..], &["--json"]].concat())).unwrap();
+    assert_eq!(report["drawn_for_test_captions"]["pairs"], 4, "{report}");
+    assert_eq!(report["drawn_for_test_captions"]["validity_pct"], 100.0, "test captions, given: {report}");
+
     // the stage-1 ceiling alone, as a table
     let table = ok(&["eval", "--run", &p("run"), "--count", "8"]);
     assert!(

@@ -1,0 +1,87 @@
+//! Drawing a caption: images for a given caption from the same stage 1 and prior that make
+//! unconditional pairs. `caption → text codes → the prior draws the image codes → decode`.
+//!
+//! Stage 1 encodes the caption with the image masked entirely — the input that
+//! whole-modality masking (`masking.whole`) trains it on; a caption's text codes are then
+//! almost those of its whole pair (95.5% of them for the demo stage 1, `mxq eval --run`). A
+//! caption-first prior takes them as the first codes of its sequence, as if it had drawn
+//! them itself, and draws the image codes after them.
+
+use burn::prelude::*;
+
+use crate::Error;
+use crate::bundle::{Bundle, Stage1File};
+use crate::config::{IMAGE_SIZE, SequenceOrder};
+use crate::data::batch::PairSet;
+use crate::data::masking::Half;
+use crate::data::pairs::Pair;
+use crate::model::mxq_vae::MxqVae;
+
+/// The encode half a bundle's conditional mode needs: the stage 1 of a stage-1 file
+/// (`mxq export --stage1`) whose decoders are the bundle's (checked by [`Bundle::encoder`]).
+pub struct Encoder {
+    vae: MxqVae,
+}
+
+/// The largest mean difference between the bundle's codebook and a stage-1 file's that still
+/// counts as the same codebook, relative to the codebook's mean magnitude: int8 storage of
+/// the same weights differs by well under 1%; another training run by far more.
+const SAME_CODEBOOK: f32 = 0.02;
+
+impl Bundle {
+    /// Pairs a stage-1 file with this bundle as its encoder, refusing one whose stage 1 is not
+    /// the bundle's (another config, tokenizer or codebook): its codes would mean nothing to
+    /// this prior and these decoders.
+    pub fn encoder(&self, stage1: Stage1File) -> Result<Encoder, Error> {
+        let foreign = |what: &str| {
+            Err(Error::Bundle(format!(
+                "the stage-1 file is not this bundle's stage 1 ({what} differs): export both from one run"
+            )))
+        };
+        if stage1.config.stage1 != self.config.stage1 {
+            return foreign("the stage-1 config");
+        }
+        if stage1.tokenizer.to_json() != self.tokenizer.to_json() {
+            return foreign("the tokenizer");
+        }
+        let ours = self.generator.decoder.quantizer.codebook.val();
+        let theirs = stage1.vae.decoder.quantizer.codebook.val().to_device(&ours.device());
+        let scale = ours.clone().abs().mean().into_scalar::<f32>().max(f32::MIN_POSITIVE);
+        let difference = (ours - theirs).abs().mean().into_scalar::<f32>();
+        if !(difference <= SAME_CODEBOOK * scale) {
+            return foreign("the codebook");
+        }
+        Ok(Encoder { vae: stage1.vae })
+    }
+
+    /// What to draw images for `caption` from: its text codes, encoded with the image masked
+    /// entirely, and the caption itself for every pair. A caption the tokenizer cannot take
+    /// whole (empty, unknown characters, too long) is refused, as is an image-first prior,
+    /// which draws the image before it could read a caption.
+    pub fn given_caption(&self, encoder: &Encoder, caption: &str, device: &Device) -> Result<Given, Error> {
+        if self.config.prior.order != SequenceOrder::TextFirst {
+            return Err(Error::Options(
+                "this bundle's prior draws the image codes first, so it cannot start from a caption: drawing a caption \
+                 needs a caption-first prior (mxq train prior --order text-first)"
+                    .into(),
+            ));
+        }
+        self.tokenizer.encode_given(caption)?;
+        let blank = Pair { image: vec![0; 3 * IMAGE_SIZE * IMAGE_SIZE], caption: caption.to_string() };
+        let pairs = PairSet::new(&[blank], &self.tokenizer);
+        let codes = crate::on_cpu_pool(|| encoder.vae.encode(pairs.batch_without(&[0], Half::Image, device)));
+        let codes: Vec<u32> = codes.into_data().iter::<i64>().map(|c| c as u32).collect();
+        let text = self.config.stage1.text_positions();
+        Ok(Given { prefix: self.config.to_prior_order(&codes)[..text].to_vec(), caption: Some(caption.to_string()) })
+    }
+}
+
+/// What every pair of a generation starts from: nothing (whole pairs, the default), or a
+/// caption ([`Bundle::given_caption`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Given {
+    /// The first codes of every sequence, in the prior's order.
+    pub prefix: Vec<u32>,
+    /// The caption every pair carries instead of the one its codes decode to.
+    pub caption: Option<String>,
+}

@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let positions = full.config.stage1.sequence_length();
     let opts = SampleOptions { seed: 7, ..Default::default() };
 
-    let codes = sample_codes(&full.generator.prior, count, positions, &[], opts, &device);
+    let codes = sample_codes(&full.generator.prior, count, positions, 0, &[], opts, &device);
     let a = full.decode_codes(codes.clone(), &device);
     let b = int8.decode_codes(codes, &device);
     let diffs: Vec<f64> = a
@@ -30,8 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let same_caption = a.iter().zip(&b).filter(|(x, y)| x.caption == y.caption).count();
 
-    let c = sample_codes(&int8.generator.prior, count, positions, &[], opts, &device);
-    let d = sample_codes(&full.generator.prior, count, positions, &[], opts, &device);
+    let c = sample_codes(&int8.generator.prior, count, positions, 0, &[], opts, &device);
+    let d = sample_codes(&full.generator.prior, count, positions, 0, &[], opts, &device);
     let same_codes = c.iter().zip(&d).filter(|(x, y)| x == y).count();
     let same_prefix: f64 =
         c.iter().zip(&d).map(|(x, y)| x.iter().zip(y).take_while(|(p, q)| p == q).count() as f64).sum::<f64>()

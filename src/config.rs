@@ -178,6 +178,13 @@ pub struct PriorConfig {
     /// Absent in configs written before it existed: image first.
     #[serde(default)]
     pub order: SequenceOrder,
+    /// The share of training sequences whose first part (what the order draws first: the
+    /// caption's codes for text-first) the prior is not shown — start tokens stand in for it
+    /// and it is not predicted — so the prior also learns the second part alone, which guided
+    /// sampling (`SampleOptions::guidance`) contrasts with: classifier-free guidance (Ho &
+    /// Salimans 2022). Absent (0) in configs written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unconditional: f64,
 }
 
 /// Everything a model's shape depends on.
@@ -266,7 +273,14 @@ impl MxqConfig {
                 },
                 masking: MaskingConfig { image_ratio: 0.3, text_ratio: 0.3, patch: 8, whole: 0.0 },
             },
-            prior: PriorConfig { layers: 8, heads: 8, d_model: 512, dropout: 0.1, order: SequenceOrder::ImageFirst },
+            prior: PriorConfig {
+                layers: 8,
+                heads: 8,
+                d_model: 512,
+                dropout: 0.1,
+                order: SequenceOrder::ImageFirst,
+                unconditional: 0.0,
+            },
         }
     }
 
@@ -287,7 +301,14 @@ impl MxqConfig {
                 },
                 ..paper
             },
-            prior: PriorConfig { layers: 4, heads: 4, d_model: 256, dropout: 0.0, order: SequenceOrder::ImageFirst },
+            prior: PriorConfig {
+                layers: 4,
+                heads: 4,
+                d_model: 256,
+                dropout: 0.0,
+                order: SequenceOrder::ImageFirst,
+                unconditional: 0.0,
+            },
         }
     }
 
@@ -306,7 +327,14 @@ impl MxqConfig {
                 },
                 ..demo
             },
-            prior: PriorConfig { layers: 1, heads: 2, d_model: 32, dropout: 0.0, order: SequenceOrder::ImageFirst },
+            prior: PriorConfig {
+                layers: 1,
+                heads: 2,
+                d_model: 32,
+                dropout: 0.0,
+                order: SequenceOrder::ImageFirst,
+                unconditional: 0.0,
+            },
         }
     }
 
@@ -316,6 +344,15 @@ impl MxqConfig {
         match self.prior.order {
             SequenceOrder::ImageFirst => (0..all).collect(),
             SequenceOrder::TextFirst => (image..all).chain(0..image).collect(),
+        }
+    }
+
+    /// Codes of the part the prior's order draws first (the caption's for text-first): what
+    /// a prior trained with `prior.unconditional` learns to do without.
+    pub fn first_part(&self) -> usize {
+        match self.prior.order {
+            SequenceOrder::ImageFirst => self.stage1.image_positions(),
+            SequenceOrder::TextFirst => self.stage1.text_positions(),
         }
     }
 
@@ -463,6 +500,7 @@ impl MxqConfig {
         let ratios = [
             ("stage1.codebook.commitment", s.codebook.commitment, 0.0, 100.0),
             ("prior.dropout", p.dropout, 0.0, 0.999),
+            ("prior.unconditional", p.unconditional, 0.0, 1.0),
         ];
         let joint_dropout = s.joint().map(|j| ("joint.dropout", j.dropout, 0.0, 0.999));
         for (name, value, lo, hi) in ratios.into_iter().chain(joint_dropout) {

@@ -145,7 +145,7 @@ fn a_text_first_prior_draws_the_caption_first_and_decodes_in_stage_1_order() {
     let b = bundle::load(&bytes, &device, LoadOptions { packed_kernels: false }).unwrap();
     assert_eq!(b.config.prior.order, SequenceOrder::TextFirst);
     let opts = SampleOptions { temperature: 1.0, seed: 5, ..SampleOptions::default() };
-    let drawn = sample_codes(&b.generator.prior, 3, 72, &[], opts, &device);
+    let drawn = sample_codes(&b.generator.prior, 3, 72, 8, &[], opts, &device);
     let pairs = b.generate(3, 3, opts, &device);
     for (pair, drawn) in pairs.iter().zip(&drawn) {
         assert_ne!(&pair.codes, drawn, "codes come back in stage 1's order, not as drawn");

@@ -1,6 +1,7 @@
 //! Drawing a caption: the caption's text codes start every sequence, each pair carries the
 //! caption, and what cannot be drawn (a foreign stage 1, an image-first prior, a caption the
-//! tokenizer cannot take whole) is a named error.
+//! tokenizer cannot take whole) is a named error. Classifier-free guidance: the prior's loss
+//! without the first part, and guided sampling.
 
 mod common;
 
@@ -81,4 +82,58 @@ fn what_cannot_be_drawn_is_a_named_error() {
     let encoder = image_first.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
     let refused = error(image_first.given_caption(&encoder, &pairs[0].caption, &device));
     assert!(refused.contains("caption-first prior"), "{refused}");
+}
+
+#[test]
+fn hidden_first_parts_are_neither_read_nor_predicted() {
+    let device = mxq::cpu();
+    device.seed(5);
+    let mut cfg = MxqConfig::tiny();
+    cfg.prior.order = SequenceOrder::TextFirst;
+    let prior = Prior::for_config(&cfg, &device);
+    let n = cfg.stage1.sequence_length();
+    let first = cfg.first_part();
+    let sequences = |fill: i64| {
+        let codes: Vec<i64> = (0..2 * n).map(|i| if i % n < first { fill } else { (i * 7 % 31) as i64 }).collect();
+        burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(codes, [2, n]), &device)
+    };
+    let value = |t: burn::tensor::Tensor<1>| t.into_scalar::<f32>();
+    // nothing hidden: the plain loss
+    let plain = value(prior.loss(sequences(3)));
+    assert!((value(prior.loss_hiding(sequences(3), &[false, false], first)) - plain).abs() < 1e-6);
+    // hidden: the first part's codes change nothing, and the loss is another
+    let hidden = value(prior.loss_hiding(sequences(3), &[true, true], first));
+    assert!((value(prior.loss_hiding(sequences(17), &[true, true], first)) - hidden).abs() < 1e-6);
+    assert!((hidden - plain).abs() > 1e-4, "{hidden} {plain}");
+}
+
+#[test]
+fn guidance_keeps_the_first_part_and_steers_the_rest() {
+    let device = mxq::cpu();
+    let (plain, _, _) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
+    let opts = SampleOptions { temperature: 1.0, seed: 11, ..SampleOptions::default() };
+    let guided = SampleOptions { guidance: 3.0, ..opts };
+    let refused = error(plain.check_options(&guided));
+    assert!(refused.contains("--unconditional"), "{refused}");
+    assert!(plain.check_options(&opts).is_ok());
+    assert!(error(plain.check_options(&SampleOptions { guidance: f32::NAN, ..opts })).contains("guidance NaN"));
+
+    // the same prior, declared trained with unconditional sequences (the sampler does not care how)
+    let mut bytes_cfg = plain.config.clone();
+    bytes_cfg.prior.unconditional = 0.1;
+    let generator = Generator { decoder: plain.generator.decoder.clone(), prior: plain.generator.prior.clone() };
+    let bytes = bundle::export(&generator, &bytes_cfg, &plain.tokenizer, Precision::F32).unwrap();
+    for packed_kernels in [false, true] {
+        let b = bundle::load(&bytes, &device, LoadOptions { packed_kernels }).unwrap();
+        b.check_options(&guided).unwrap();
+        let first = b.config.first_part();
+        let (a, g) = (b.generate(4, 4, opts, &device), b.generate(4, 4, guided, &device));
+        let order = |p: &mxq::sample::GeneratedPair| b.config.to_prior_order(&p.codes);
+        for (a, g) in a.iter().zip(&g) {
+            assert_eq!(order(a)[..first], order(g)[..first], "the first part is drawn as without guidance");
+        }
+        assert!(a.iter().zip(&g).any(|(a, g)| order(a)[first..] != order(g)[first..]), "guidance changes the rest");
+        let once = SampleOptions { guidance: 1.0, ..guided };
+        assert_eq!(b.generate(4, 4, once, &device), a, "guidance 1 is the prior as it is");
+    }
 }

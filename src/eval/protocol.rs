@@ -116,7 +116,12 @@ pub fn judge_drawn(
     for (i, real) in test.pairs(0..count).into_iter().enumerate() {
         let given = bundle.given_caption(encoder, &real.caption, device)?;
         let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
-        drawn.extend(bundle.generate_from(&given, 1, 1, opts, device).into_iter().map(|p| Pair { image: p.image, caption: p.caption }));
+        drawn.extend(
+            bundle
+                .generate_from(&given, 1, 1, opts, device)
+                .into_iter()
+                .map(|p| Pair { image: p.image, caption: p.caption }),
+        );
     }
     judge_pairs(judge, &drawn, test, None)
 }

@@ -10,7 +10,7 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::{gelu, log_softmax, softmax};
 
 use crate::config::{MxqConfig, PriorConfig};
 
@@ -167,6 +167,35 @@ impl Prior {
         let logits = self.forward(inputs); // [B, 72, K]
         let ce = CrossEntropyLossConfig::new().init(&device);
         ce.forward(logits.reshape([batch * n, self.vocab]), sequences.reshape([batch * n]))
+    }
+
+    /// [`Self::loss`] where the sequences marked in `hidden` have their first `first_part`
+    /// codes hidden (classifier-free guidance's unconditional rows): start tokens stand in
+    /// for them as inputs and they are not predicted; the loss is the mean over the codes
+    /// that are.
+    ///
+    /// # Shapes
+    /// - sequences: `[batch, n]`, hidden: `batch` flags
+    pub fn loss_hiding(&self, sequences: Tensor<2, Int>, hidden: &[bool], first_part: usize) -> Tensor<1> {
+        if !hidden.contains(&true) {
+            return self.loss(sequences);
+        }
+        let [batch, n] = sequences.dims();
+        let device = sequences.device();
+        let start = Tensor::<2, Int>::full([batch, 1], self.start() as i64, &device);
+        let inputs = Tensor::cat(vec![start, sequences.clone().slice([0..batch, 0..n - 1])], 1); // [B, n]
+        // input j holds code j - 1: hide inputs 1..=first_part, and the targets 0..first_part
+        let flags = |range: std::ops::Range<usize>| -> Vec<bool> {
+            hidden.iter().flat_map(|&h| (0..n).map(|j| h && range.contains(&j)).collect::<Vec<_>>()).collect()
+        };
+        let hide_inputs = Tensor::<2, Bool>::from_data(TensorData::new(flags(1..first_part + 1), [batch, n]), &device);
+        let inputs = inputs.mask_fill(hide_inputs, self.start() as i64);
+        let weights: Vec<f32> = flags(0..first_part).into_iter().map(|h| if h { 0.0 } else { 1.0 }).collect();
+        let counted = weights.iter().sum::<f32>().max(1.0);
+        let weights = Tensor::<2>::from_data(TensorData::new(weights, [batch, n]), &device);
+        let log_p = log_softmax(self.forward(inputs), 2); // [B, n, K]
+        let picked = log_p.gather(2, sequences.unsqueeze_dim::<3>(2)).squeeze_dim::<2>(2); // [B, n]
+        -(picked * weights).sum() / counted
     }
 }
 

@@ -46,6 +46,21 @@ impl Bundle {
             .collect()
     }
 
+    /// Refuses sampling options this bundle cannot honour: out-of-range values, and guidance
+    /// from a prior never trained without the first part (`prior.unconditional` 0), whose
+    /// unconditional logits would mean nothing.
+    pub fn check_options(&self, opts: &SampleOptions) -> Result<(), Error> {
+        opts.check()?;
+        if opts.guidance != 1.0 && self.config.prior.unconditional <= 0.0 {
+            return Err(Error::Options(format!(
+                "guidance {} needs a prior trained with some sequences unconditional (mxq train prior \
+                 --unconditional 0.1); this bundle's prior was not: use guidance 1",
+                opts.guidance
+            )));
+        }
+        Ok(())
+    }
+
     /// Sequences drawn by the prior (in its order, [`crate::config::SequenceOrder`]) as stage
     /// 1's unified sequences, which the decoders read.
     pub fn unified_codes(&self, drawn: Vec<Vec<u32>>) -> Vec<Vec<u32>> {
@@ -103,9 +118,12 @@ impl Bundle {
         let length = self.config.stage1.sequence_length();
         crate::on_cpu_pool(|| {
             for (n, opts) in batches(count, batch, opts) {
+                // guidance runs each sequence's unconditional twin beside it
+                let rows = if opts.guidance != 1.0 { 2 * n } else { n };
+                let (first, prefix) = (self.config.first_part(), &given.prefix);
                 let codes = match &self.packed_prior {
-                    Some(packed) if n <= MAX_ROWS => sample_codes(packed, n, length, &given.prefix, opts, device),
-                    _ => sample_codes(&self.generator.prior, n, length, &given.prefix, opts, device),
+                    Some(packed) if rows <= MAX_ROWS => sample_codes(packed, n, length, first, prefix, opts, device),
+                    _ => sample_codes(&self.generator.prior, n, length, first, prefix, opts, device),
                 };
                 let mut pairs = self.decode_codes(self.unified_codes(codes), device);
                 if let Some(caption) = &given.caption {

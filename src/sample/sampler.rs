@@ -61,11 +61,21 @@ pub struct SampleOptions {
     /// Keep the smallest set of codes whose probability reaches `top_p` (1 = all).
     pub top_p: f32,
     pub seed: u64,
+    /// Classifier-free guidance of the second part (the image codes after a caption's, for a
+    /// caption-first prior): logits `u + guidance · (c − u)` from the prior with (`c`) and
+    /// without (`u`) the first part; 1 is the prior as it is, above 1 follows the first part
+    /// more closely. Needs a prior trained with `prior.unconditional`.
+    #[serde(default = "no_guidance")]
+    pub guidance: f32,
+}
+
+fn no_guidance() -> f32 {
+    1.0
 }
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        Self { temperature: DEFAULT_TEMPERATURE, top_k: 0, top_p: 1.0, seed: 0 }
+        Self { temperature: DEFAULT_TEMPERATURE, top_k: 0, top_p: 1.0, seed: 0, guidance: 1.0 }
     }
 }
 
@@ -77,6 +87,12 @@ impl SampleOptions {
             return Err(Error::Options(format!(
                 "temperature {} must be a finite number ≥ 0 (0 draws greedily)",
                 self.temperature
+            )));
+        }
+        if !(self.guidance.is_finite() && (0.0..=100.0).contains(&self.guidance)) {
+            return Err(Error::Options(format!(
+                "guidance {} must be a number between 0 and 100 (1 samples the prior as it is)",
+                self.guidance
             )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
@@ -132,6 +148,10 @@ pub struct Sampling<P: CachedPrior> {
     length: usize,
     /// Codes every sequence starts with instead of drawing them (conditional sampling).
     prefix: Vec<u32>,
+    /// With guidance: the codes of the first part, which the unconditional twin of each
+    /// sequence (rows `batch..2 × batch` of `next`) sees as start tokens.
+    guided: Option<usize>,
+    start: u32,
     opts: SampleOptions,
     rng: Rng,
 }
@@ -145,6 +165,8 @@ impl<P: CachedPrior> Sampling<P> {
             codes: vec![Vec::with_capacity(length); batch],
             length,
             prefix: Vec::new(),
+            guided: None,
+            start: prior.start() as u32,
             opts,
             rng: Rng::new(opts.seed, Stream::Sampling),
         }
@@ -155,6 +177,19 @@ impl<P: CachedPrior> Sampling<P> {
     /// after a prefix differ from those the same seed draws unconditionally.
     pub fn with_prefix(mut self, prefix: &[u32]) -> Self {
         self.prefix = prefix[..prefix.len().min(self.length)].to_vec();
+        self
+    }
+
+    /// Guides the codes after the first `first_part` ([`MxqConfig::first_part`]) when the
+    /// options ask for guidance: each sequence gets an unconditional twin, so the prior runs
+    /// on twice the rows.
+    ///
+    /// [`MxqConfig::first_part`]: crate::config::MxqConfig::first_part
+    pub fn guided(mut self, first_part: usize) -> Self {
+        if self.opts.guidance != 1.0 && self.guided.is_none() {
+            self.guided = Some(first_part);
+            self.next.extend(vec![self.start; self.next.len()]);
+        }
         self
     }
 
@@ -174,14 +209,25 @@ impl<P: CachedPrior> Sampling<P> {
     /// Takes the logits read back from [`Self::logits`] (row-major `[batch, codes]`) and
     /// draws each sequence's next code.
     pub fn push(&mut self, logits: &[f32]) {
-        let k = logits.len() / self.next.len();
-        for (b, row) in logits.chunks(k).enumerate() {
-            let code = match self.prefix.get(self.codes[b].len()) {
-                Some(&given) => given,
-                None => draw(row, &self.opts, &mut self.rng) as u32,
+        let (batch, k) = (self.codes.len(), logits.len() / self.next.len());
+        for b in 0..batch {
+            let row = &logits[b * k..(b + 1) * k];
+            let position = self.codes[b].len();
+            let code = match (self.prefix.get(position), self.guided) {
+                (Some(&given), _) => given,
+                (None, Some(first_part)) if position >= first_part => {
+                    let twin = &logits[(batch + b) * k..(batch + b + 1) * k];
+                    let g = self.opts.guidance;
+                    let mixed: Vec<f32> = row.iter().zip(twin).map(|(c, u)| u + g * (c - u)).collect();
+                    draw(&mixed, &self.opts, &mut self.rng) as u32
+                }
+                _ => draw(row, &self.opts, &mut self.rng) as u32,
             };
             self.codes[b].push(code);
             self.next[b] = code;
+            if let Some(first_part) = self.guided {
+                self.next[batch + b] = if position < first_part { self.start } else { code };
+            }
         }
     }
 
@@ -195,17 +241,19 @@ impl<P: CachedPrior> Sampling<P> {
     }
 }
 
-/// Samples `batch` sequences of `length` codes, each starting with `prefix` (native:
-/// synchronous readback).
+/// Samples `batch` sequences of `length` codes, each starting with `prefix`, guided after
+/// the first `first_part` codes where `opts` asks (native: synchronous readback).
+#[allow(clippy::too_many_arguments)]
 pub fn sample_codes<P: CachedPrior>(
     prior: &P,
     batch: usize,
     length: usize,
+    first_part: usize,
     prefix: &[u32],
     opts: SampleOptions,
     device: &Device,
 ) -> Vec<Vec<u32>> {
-    let mut sampling = Sampling::new(prior, batch, length, opts).with_prefix(prefix);
+    let mut sampling = Sampling::new(prior, batch, length, opts).with_prefix(prefix).guided(first_part);
     while !sampling.done() {
         let logits = sampling.logits(prior, device).into_data().try_into_vec_as::<f32>().expect("f32 logits");
         sampling.push(&logits);

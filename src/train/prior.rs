@@ -12,6 +12,7 @@ use crate::data::batch::PairSet;
 use crate::data::tokenizer::CaptionTokenizer;
 use crate::model::mxq_vae::MxqVae;
 use crate::model::prior::Prior;
+use crate::rng::{Rng, Stream};
 use crate::train::checkpoint::{Checkpoint, TrainState};
 use crate::train::fit::{Progress, Stage, fit, start_state};
 use crate::train::metrics::StepMetrics;
@@ -66,12 +67,29 @@ pub fn encode_sequences(vae: &MxqVae, data: &PairSet, batch: usize, device: &Dev
 pub struct PriorStep<'a> {
     sequences: &'a CodeSequences,
     device: Device,
+    /// Classifier-free guidance's training: the share of sequences whose first
+    /// `first_part` codes are hidden, drawn per step from `seed`.
+    hide: Option<Hide>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hide {
+    share: f64,
+    first_part: usize,
+    seed: u64,
 }
 
 impl<'a> PriorStep<'a> {
     /// Steps over `sequences`; `device` must be an autodiff device.
     pub fn new(sequences: &'a CodeSequences, device: &Device) -> Self {
-        Self { sequences, device: device.clone() }
+        Self { sequences, device: device.clone(), hide: None }
+    }
+
+    /// Hides the first `first_part` codes of a `share` of the sequences (`prior.unconditional`),
+    /// which ones drawn at each step from `seed`.
+    pub fn hiding(mut self, share: f64, first_part: usize, seed: u64) -> Self {
+        self.hide = (share > 0.0).then_some(Hide { share, first_part, seed });
+        self
     }
 }
 
@@ -88,12 +106,19 @@ impl Stage<Prior> for PriorStep<'_> {
         optim: &mut ModuleOptimizer,
         lr: f64,
         batch: &[usize],
-        _: usize,
+        step: usize,
     ) -> (Prior, StepMetrics) {
         let flat: Vec<i64> = batch.iter().flat_map(|&i| self.sequences.get(i).iter().map(|&c| c as i64)).collect();
         let sequences =
             Tensor::<2, Int>::from_data(TensorData::new(flat, [batch.len(), self.sequences.length]), &self.device);
-        let loss = model.loss(sequences);
+        let loss = match self.hide {
+            Some(h) => {
+                let mut rng = Rng::new(h.seed, Stream::TrainStep(step as u64));
+                let hidden: Vec<bool> = batch.iter().map(|_| (rng.unit_f32() as f64) < h.share).collect();
+                model.loss_hiding(sequences, &hidden, h.first_part)
+            }
+            None => model.loss(sequences),
+        };
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         (optim.step(lr, model, grads), vec![("loss", value)])
@@ -117,7 +142,9 @@ pub fn train_prior(
     device.seed(state.options.seed);
     let model = Prior::for_config(&state.config, device);
     let sequences = sequences.in_prior_order(&state.config);
-    let mut stage = PriorStep::new(&sequences, device);
+    let prior = &state.config.prior;
+    let mut stage =
+        PriorStep::new(&sequences, device).hiding(prior.unconditional, state.config.first_part(), state.options.seed);
     fit(model, &mut stage, state, &ckpt, resume, progress)
 }
 

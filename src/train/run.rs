@@ -47,6 +47,8 @@ pub struct PriorSetup {
     pub heads: Option<usize>,
     /// The prior's model width.
     pub width: Option<usize>,
+    /// `prior.unconditional`: the share of sequences trained without their first part.
+    pub unconditional: Option<f64>,
 }
 
 impl PriorSetup {
@@ -57,6 +59,7 @@ impl PriorSetup {
         p.layers = self.layers.unwrap_or(p.layers);
         p.heads = self.heads.unwrap_or(p.heads);
         p.d_model = self.width.unwrap_or(p.d_model);
+        p.unconditional = self.unconditional.unwrap_or(p.unconditional);
         config.check()?;
         Ok(config)
     }
@@ -147,8 +150,8 @@ impl Run {
         if resume && *setup != PriorSetup::default() {
             return Err(Error::Checkpoint {
                 path: self.prior_dir().display().to_string(),
-                why: "--resume keeps the prior's recorded order and size; --order/--layers/--heads/--width \
-                      apply to a new prior run only"
+                why: "--resume keeps the prior's recorded order and size; --order/--layers/--heads/--width/\
+                      --unconditional apply to a new prior run only"
                     .into(),
             });
         }

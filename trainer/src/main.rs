@@ -75,11 +75,18 @@ struct SampleArgs {
     /// Keep the smallest set of codes whose probability reaches p (1 = all).
     #[arg(long, default_value_t = SampleOptions::default().top_p)]
     top_p: f32,
+    /// Classifier-free guidance of the codes after the first part (the image's after the
+    /// caption's): 1 = the prior as it is; above 1 the image follows the caption more
+    /// closely. Needs a prior trained with --unconditional.
+    #[arg(long, default_value_t = SampleOptions::default().guidance)]
+    guidance: f32,
 }
 
 impl SampleArgs {
     fn options(&self) -> SampleOptions {
-        SampleOptions { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed: self.seed }
+        let (temperature, top_k, top_p, seed, guidance) =
+            (self.temperature, self.top_k, self.top_p, self.seed, self.guidance);
+        SampleOptions { temperature, top_k, top_p, seed, guidance }
     }
 }
 
@@ -313,6 +320,11 @@ struct PriorArgs {
     /// Prior model width (default: the stage-1 config's).
     #[arg(long)]
     width: Option<usize>,
+    /// The share of training sequences the prior sees without their first part (the
+    /// caption's codes for text-first), so that `--guidance` can sample it; default: the
+    /// stage-1 config's (0: none).
+    #[arg(long)]
+    unconditional: Option<f64>,
 }
 
 #[derive(Args)]
@@ -505,7 +517,8 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let run = Run::new(&t.run);
     let device = cpu();
     let (vae, state) = run.stage1(&device)?;
-    let setup = PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width };
+    let setup =
+        PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width, unconditional: a.unconditional };
     let config = run.prepare_prior(&state.config, &setup, t.resume)?;
     let tokenizer = Run::tokenizer(&state)?;
     let (pairs, fitted) = read_pairs_fitted(&t.data)?;
@@ -597,6 +610,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     let device = cpu();
     let bundle = load_bundle(&a.bundle, &a.load)?;
+    bundle.check_options(&opts)?;
     let given = match &a.caption {
         Some(caption) => bundle.given_caption(&load_encoder(&bundle, &a.encoder.stage1)?, caption, &device)?,
         None => Given::default(),
@@ -676,6 +690,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         (None, Some(path)) => {
             let bundle = load_bundle(path, &a.load)?;
             let opts = a.sample.options();
+            bundle.check_options(&opts)?;
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1)?;
                 drawn = Some(protocol::judge_drawn(&judge, &bundle, &encoder, a.count, opts, &test, &device)?);

@@ -118,12 +118,14 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown variant 'bogus'"));
 
     // the prior drawing the caption first, with a cosine schedule; both recorded in its checkpoint
-    let prior_args = ["train", "prior", "--order", "text-first", "--schedule", "cosine", "--layers", "2"];
+    let prior_args =
+        ["train", "prior", "--order", "text-first", "--schedule", "cosine", "--layers", "2", "--unconditional", "0.5"];
     ok(&prior_args.iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/prior/state.json")).unwrap()).unwrap();
     assert_eq!(state["config"]["prior"]["order"], "text-first", "{state}");
     assert_eq!(state["config"]["prior"]["layers"], 2, "{state}");
+    assert_eq!(state["config"]["prior"]["unconditional"], 0.5, "{state}");
     assert_eq!(state["options"]["schedule"], "cosine", "{state}");
     let bad =
         mxq(&["train", "prior", "--order", "sideways"].iter().chain(&train).map(|s| s.to_string()).collect::<Vec<_>>());
@@ -215,6 +217,9 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     };
     let out = draw("run-stage1.mxq", caption, "drawn");
     assert!(out.status.success(), "{out:?}");
+    // guided: the image codes follow the caption's more closely (a prior trained with --unconditional)
+    ok(&["generate", "--bundle", &p("tiny.mxq"), "--count", "2", "--guidance", "2", "--out", &p("guided")]);
+    check_pairs(&tmp.path().join("guided"), 2);
     check_pairs(&tmp.path().join("drawn"), 3);
     let listing = std::fs::read_to_string(tmp.path().join("drawn/pairs.jsonl")).unwrap();
     assert!(listing.lines().all(|l| l.contains(caption)), "{listing}");

@@ -85,13 +85,13 @@ impl Demo {
         on_step: js_sys::Function,
         on_pairs: js_sys::Function,
     ) -> Result<(), JsError> {
-        let opts = SampleOptions { temperature, top_k, top_p, seed: seed as u64 };
-        opts.check().map_err(|e| JsError::new(&e.to_string()))?;
+        let opts = SampleOptions { temperature, top_k, top_p, seed: seed as u64, ..SampleOptions::default() };
+        self.bundle.check_options(&opts).map_err(|e| JsError::new(&e.to_string()))?;
         mxq::sample::check_counts(count, batch).map_err(|e| JsError::new(&e.to_string()))?;
         let (prior, positions) = (&self.bundle.generator.prior, self.bundle.config.stage1.sequence_length());
         let mut first = 0;
         for (n, opts) in batches(count, batch, opts) {
-            let mut sampling = Sampling::new(prior, n, positions, opts);
+            let mut sampling = Sampling::new(prior, n, positions, opts).guided(self.bundle.config.first_part());
             while !sampling.done() {
                 let logits = read_f32(sampling.logits(prior, &self.device)).await?;
                 sampling.push(&logits);

@@ -50,7 +50,7 @@ fn main() {
         LoadOptions::default(),
     )
     .unwrap();
-    let opts = SampleOptions { temperature: 0.7, top_k: 0, top_p: 1.0, seed: 1 };
+    let opts = SampleOptions { temperature: 0.7, top_k: 0, top_p: 1.0, seed: 1, ..SampleOptions::default() };
     bundle.generate(2, 2, opts, &device); // warm-up
     for &(batch, count) in RUNS {
         let start = Instant::now();

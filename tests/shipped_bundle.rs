@@ -53,6 +53,29 @@ fn shipped_demo_bundle_captions_parse_and_match_regions_and_colours() {
     assert!(layout >= 20, "{layout} of 32 captions name the regions and colours shown");
 }
 
+/// The committed stage-1 file is the shipped bundle's stage 1: it reads a caption for the
+/// bundle's caption-first prior, and the images drawn for it show the regions and colours
+/// the caption names for most seeds.
+#[test]
+fn shipped_stage1_file_draws_captions_for_the_shipped_bundle() {
+    use mxq::data::grammar::{Colour, Region};
+    let device = mxq::cpu();
+    let bundle = common::load(&common::shipped_bundle());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/stage1/demo-stage1.mxq.safetensors");
+    let stage1 = bundle::load_stage1(&std::fs::read(path).unwrap(), &device).unwrap();
+    let encoder = bundle.encoder(stage1).expect("the committed stage-1 file belongs to the shipped bundle");
+    let caption = "a red 3 in the center.";
+    let given = bundle.given_caption(&encoder, caption, &device).unwrap();
+    let drawn = bundle.generate_from(&given, 8, 8, SampleOptions { seed: 2, ..Default::default() }, &device);
+    assert!(drawn.iter().all(|p| p.caption == caption));
+    let shown = drawn.iter().filter(|p| mxq::eval::judge::read_layout(&p.image) == [(Region::Center, Colour::Red)]);
+    let shown = shown.count();
+    assert!(shown >= SHOWN, "{shown} of 8 images show one red digit in the centre");
+}
+
+/// 8 of 8 when the bundle shipped (layout and colour, not the numeral); the bound leaves room.
+const SHOWN: usize = 6;
+
 /// The bundle shipped before format 3 (the flat config): the loader converts its config, and
 /// re-exported at today's version it is the same model (same config, same pairs). The
 /// shipped bundle is today's version.

@@ -1,6 +1,7 @@
-//! Drawing a caption: the caption's text codes start every sequence, each pair carries the
-//! caption, and what cannot be drawn (a foreign stage 1, an image-first prior, a caption the
-//! tokenizer cannot take whole) is a named error. Classifier-free guidance: the prior's loss
+//! Drawing a caption, captioning an image: the given half's codes start every sequence, each
+//! pair carries the given half, and what cannot be done (a foreign stage 1, a prior of the
+//! wrong order, a caption the tokenizer cannot take whole, an image of another size) is a
+//! named error. Classifier-free guidance: the prior's loss
 //! without the first part, and guided sampling.
 
 mod common;
@@ -82,6 +83,35 @@ fn what_cannot_be_drawn_is_a_named_error() {
     let encoder = image_first.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
     let refused = error(image_first.given_caption(&encoder, &pairs[0].caption, &device));
     assert!(refused.contains("caption-first prior"), "{refused}");
+}
+
+#[test]
+fn a_given_image_starts_every_sequence_and_is_every_pairs_image() {
+    let device = mxq::cpu();
+    let (bundle, stage1, pairs) = bundle_and_stage1(SequenceOrder::ImageFirst, 3);
+    let encoder = bundle.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let given = bundle.given_image(&encoder, &pairs[0].image, &device).unwrap();
+    let image_codes = bundle.config.stage1.sequence_length() - bundle.config.stage1.text_positions();
+    assert_eq!(given.prefix.len(), image_codes);
+    assert_eq!(given, bundle.given_image(&encoder, &pairs[0].image, &device).unwrap(), "encoding is deterministic");
+    // (untrained, every image here quantizes to one code; tests/shipped_bundle.rs checks that
+    // the shipped captioner tells images apart)
+
+    let greedy = SampleOptions { temperature: 0.0, ..SampleOptions::default() };
+    let captioned = bundle.generate_from(&given, 2, 2, greedy, &device);
+    for pair in &captioned {
+        assert_eq!(pair.image, pairs[0].image);
+        assert_eq!(bundle.config.to_prior_order(&pair.codes)[..image_codes], given.prefix[..]);
+    }
+    assert_eq!(captioned[0].caption, captioned[1].caption, "greedy: one caption");
+
+    // a caption-first prior cannot caption, and an image of another size is refused by name
+    let refused = error(bundle.given_image(&encoder, &pairs[0].image[..100], &device));
+    assert!(refused.contains("64×64 RGB") && refused.contains("not 100"), "{refused}");
+    let (caption_first, stage1, _) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
+    let encoder = caption_first.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let refused = error(caption_first.given_image(&encoder, &pairs[0].image, &device));
+    assert!(refused.contains("image-first prior"), "{refused}");
 }
 
 #[test]

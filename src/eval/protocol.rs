@@ -23,7 +23,7 @@ use crate::data::tokenizer::CaptionTokenizer;
 use crate::eval::judge::{Judge, Scores};
 use crate::eval::reconstruction::{Reconstruction, reconstruct};
 use crate::model::mxq_vae::MxqVae;
-use crate::sample::conditional::Encoder;
+use crate::sample::conditional::{Encoder, Given};
 use crate::sample::sampler::SampleOptions;
 
 /// Pairs sampled together when a bundle is judged.
@@ -112,18 +112,42 @@ pub fn judge_drawn(
     test: &TestSplit,
     device: &Device,
 ) -> Result<Scores, Error> {
-    let mut drawn = Vec::with_capacity(count);
-    for (i, real) in test.pairs(0..count).into_iter().enumerate() {
-        let given = bundle.given_caption(encoder, &real.caption, device)?;
+    judge_given(judge, bundle, count, opts, test, device, |real| bundle.given_caption(encoder, &real.caption, device))
+}
+
+/// Captions each of the first `count` test images (image `i` from seed `opts.seed + i`; the
+/// default of `mxq caption` is greedy, temperature 0) with an image-first `bundle` and judges
+/// each caption against its image: the consistency of these pairs is the share of captions
+/// whose units are the ones the image shows.
+pub fn judge_captioned(
+    judge: &Judge,
+    bundle: &Bundle,
+    encoder: &Encoder,
+    count: usize,
+    opts: SampleOptions,
+    test: &TestSplit,
+    device: &Device,
+) -> Result<Scores, Error> {
+    judge_given(judge, bundle, count, opts, test, device, |real| bundle.given_image(encoder, &real.image, device))
+}
+
+/// One pair completed from half of each of the first `count` test pairs, judged.
+fn judge_given(
+    judge: &Judge,
+    bundle: &Bundle,
+    count: usize,
+    opts: SampleOptions,
+    test: &TestSplit,
+    device: &Device,
+    given: impl Fn(&Pair) -> Result<Given, Error>,
+) -> Result<Scores, Error> {
+    let mut completed = Vec::with_capacity(count);
+    for (i, real) in test.pairs(0..count).iter().enumerate() {
         let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
-        drawn.extend(
-            bundle
-                .generate_from(&given, 1, 1, opts, device)
-                .into_iter()
-                .map(|p| Pair { image: p.image, caption: p.caption }),
-        );
+        let pairs = bundle.generate_from(&given(real)?, 1, 1, opts, device);
+        completed.extend(pairs.into_iter().map(|p| Pair { image: p.image, caption: p.caption }));
     }
-    judge_pairs(judge, &drawn, test, None)
+    judge_pairs(judge, &completed, test, None)
 }
 
 /// What a trained stage 1 makes of the first `count` test pairs.

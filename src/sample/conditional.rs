@@ -1,5 +1,7 @@
-//! Drawing a caption: images for a given caption from the same stage 1 and prior that make
-//! unconditional pairs. `caption → text codes → the prior draws the image codes → decode`.
+//! Drawing a caption, captioning an image: one half of a pair given, the other drawn, from
+//! the same stage 1 that makes unconditional pairs.
+//! `caption → text codes → the prior draws the image codes → decode`, and the mirror
+//! `image → image codes → an image-first prior draws the text codes → decode`.
 //!
 //! Stage 1 encodes the caption with the image masked entirely — the input that
 //! whole-modality masking (`masking.whole`) trains it on; a caption's text codes are then
@@ -72,16 +74,55 @@ impl Bundle {
         let codes = crate::on_cpu_pool(|| encoder.vae.encode(pairs.batch_without(&[0], Half::Image, device)));
         let codes: Vec<u32> = codes.into_data().iter::<i64>().map(|c| c as u32).collect();
         let text = self.config.stage1.text_positions();
-        Ok(Given { prefix: self.config.to_prior_order(&codes)[..text].to_vec(), caption: Some(caption.to_string()) })
+        Ok(Given {
+            prefix: self.config.to_prior_order(&codes)[..text].to_vec(),
+            caption: Some(caption.to_string()),
+            image: None,
+        })
+    }
+
+    /// What to caption `image` (RGB bytes, `IMAGE_SIZE`² × 3, as [`crate::data::pairs::load_image`]
+    /// gives) from: its image codes, encoded with the caption masked entirely, and the image
+    /// itself for every pair. Needs an image-first prior (a captioner bundle: `mxq train prior
+    /// --order image-first` on the same stage 1): a caption-first one draws the caption before
+    /// it could look at the image.
+    pub fn given_image(&self, encoder: &Encoder, image: &[u8], device: &Device) -> Result<Given, Error> {
+        if self.config.prior.order != SequenceOrder::ImageFirst {
+            return Err(Error::Options(
+                "this bundle's prior draws the caption codes first, so it cannot start from an image: captioning \
+                 needs an image-first prior (mxq train prior --order image-first; the shipped one is \
+                 assets/captioner.mxq.safetensors)"
+                    .into(),
+            ));
+        }
+        let want = 3 * IMAGE_SIZE * IMAGE_SIZE;
+        if image.len() != want {
+            return Err(Error::Options(format!(
+                "an image to caption has {want} bytes ({IMAGE_SIZE}×{IMAGE_SIZE} RGB), not {}",
+                image.len()
+            )));
+        }
+        let pair = Pair { image: image.to_vec(), caption: String::new() };
+        let pairs = PairSet::new(&[pair], &self.tokenizer);
+        let codes = crate::on_cpu_pool(|| encoder.vae.encode(pairs.batch_without(&[0], Half::Caption, device)));
+        let codes: Vec<u32> = codes.into_data().iter::<i64>().map(|c| c as u32).collect();
+        let image_codes = self.config.stage1.sequence_length() - self.config.stage1.text_positions();
+        Ok(Given {
+            prefix: self.config.to_prior_order(&codes)[..image_codes].to_vec(),
+            caption: None,
+            image: Some(image.to_vec()),
+        })
     }
 }
 
-/// What every pair of a generation starts from: nothing (whole pairs, the default), or a
-/// caption ([`Bundle::given_caption`]).
+/// What every pair of a generation starts from: nothing (whole pairs, the default), a
+/// caption ([`Bundle::given_caption`]) or an image ([`Bundle::given_image`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Given {
     /// The first codes of every sequence, in the prior's order.
     pub prefix: Vec<u32>,
     /// The caption every pair carries instead of the one its codes decode to.
     pub caption: Option<String>,
+    /// The image every pair carries instead of the one its codes decode to.
+    pub image: Option<Vec<u8>>,
 }

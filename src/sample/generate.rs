@@ -129,6 +129,9 @@ impl Bundle {
                 if let Some(caption) = &given.caption {
                     pairs.iter_mut().for_each(|p| p.caption = caption.clone());
                 }
+                if let Some(image) = &given.image {
+                    pairs.iter_mut().for_each(|p| p.image = image.clone());
+                }
                 sink(pairs)?;
             }
             Ok(())

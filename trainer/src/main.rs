@@ -4,6 +4,7 @@
 
 mod bench;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -47,6 +48,8 @@ enum Command {
     Import(ImportArgs),
     /// Generate pairs from a bundle into the pairs layout.
     Generate(GenerateArgs),
+    /// Caption images: one JSON line per image, `{"image": …, "caption": …}`.
+    Caption(CaptionArgs),
     /// Judge a folder of Caption MNIST pairs (any system's, in the pairs layout).
     Eval(EvalArgs),
     /// Speed figures as JSON lines: training and sampling throughput, peak memory.
@@ -132,6 +135,11 @@ struct EvalArgs {
     /// --stage1) and judge each against its caption.
     #[arg(long, requires = "bundle")]
     drawn: bool,
+    /// Also caption each of the first --count test images with this captioner bundle (an
+    /// image-first prior on the stage 1 of --stage1), greedily as `mxq caption` does, and
+    /// judge each caption against its image.
+    #[arg(long)]
+    captioner: Option<PathBuf>,
     #[command(flatten)]
     encoder: EncoderArgs,
     /// Also report the share of captions copied verbatim from this training pairs folder
@@ -387,6 +395,28 @@ struct GenerateArgs {
     encoder: EncoderArgs,
 }
 
+#[derive(Args)]
+struct CaptionArgs {
+    /// Captioner bundle: an image-first prior on the stage 1 of --stage1 (default: the
+    /// shipped one, on the shipped stage-1 file).
+    #[arg(long, default_value_os_t = repo_path("assets/captioner.mxq.safetensors"))]
+    bundle: PathBuf,
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    /// Sample the caption codes at this temperature (image i from seed --seed + i) instead
+    /// of taking the most likely ones (0, the default: the same caption every time).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images (PNG or any format the `image` crate reads); other sizes are resized to
+    /// 64×64 as in training.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
 /// The encode half of the bundle, for the conditional modes.
 #[derive(Args)]
 struct EncoderArgs {
@@ -420,6 +450,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => export(a),
         Command::Import(a) => import(a),
         Command::Generate(a) => generate(a),
+        Command::Caption(a) => caption(a),
         Command::Eval(a) => eval(a),
         Command::Bench(a) => bench::bench(a),
     }
@@ -644,6 +675,25 @@ fn generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+fn caption(a: CaptionArgs) -> Result<()> {
+    let opts = SampleOptions { temperature: a.temperature, seed: a.seed, ..SampleOptions::default() };
+    let device = cpu();
+    let bundle = load_bundle(&a.bundle, &a.load)?;
+    bundle.check_options(&opts)?;
+    let encoder = load_encoder(&bundle, &a.encoder.stage1)?;
+    // every image is read before the first is captioned: a bad one fails the run up front
+    let images = a.images.iter().map(|path| mxq::data::pairs::load_image(path)).collect::<Result<Vec<_>, _>>()?;
+    let mut stdout = std::io::stdout().lock();
+    for (i, (path, image)) in a.images.iter().zip(&images).enumerate() {
+        let given = bundle.given_image(&encoder, image, &device)?;
+        let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
+        let pair = bundle.generate_from(&given, 1, 1, opts, &device).remove(0);
+        let line = serde_json::json!({ "image": path.display().to_string(), "caption": pair.caption });
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
+}
+
 fn train_judge(a: JudgeArgs) -> Result<()> {
     use mxq::eval::digit_classifier;
     let digits = Digits::load_dir(&a.mnist.mnist)?;
@@ -676,6 +726,15 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
     Ok(())
 }
 
+/// `mxq eval --captioner`: the first --count test images captioned greedily, judged.
+fn judge_captioner(a: &EvalArgs, path: &Path, judge: &Judge, test: &TestSplit) -> Result<Scores> {
+    let device = cpu();
+    let captioner = load_bundle(path, &a.load)?;
+    let encoder = load_encoder(&captioner, &a.encoder.stage1)?;
+    let greedy = SampleOptions { temperature: 0.0, seed: a.sample.seed, ..SampleOptions::default() };
+    Ok(protocol::judge_captioned(judge, &captioner, &encoder, a.count, greedy, test, &device)?)
+}
+
 fn eval(a: EvalArgs) -> Result<()> {
     a.sample.options().check()?;
     mxq::sample::check_counts(a.count, 1)?;
@@ -685,6 +744,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     let test = TestSplit::load(&a.mnist.mnist)?;
     let train = a.train.as_deref().map(protocol::train_captions).transpose()?;
     let mut drawn = None;
+    let mut captioned = None;
     let (judged, report) = match (&a.pairs, &a.bundle) {
         (Some(dir), _) => (Some(protocol::judge_pairs(&judge, &read_pairs(dir)?, &test, train.as_ref())?), None),
         (None, Some(path)) => {
@@ -695,10 +755,17 @@ fn eval(a: EvalArgs) -> Result<()> {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1)?;
                 drawn = Some(protocol::judge_drawn(&judge, &bundle, &encoder, a.count, opts, &test, &device)?);
             }
+            if let Some(captioner) = &a.captioner {
+                captioned = Some(judge_captioner(&a, captioner, &judge, &test)?);
+            }
             (None, Some(protocol::judge_bundle(&judge, &bundle, a.count, opts, &test, train.as_ref(), &device)?))
         }
+        (None, None) if a.captioner.is_some() => {
+            captioned = Some(judge_captioner(&a, a.captioner.as_deref().unwrap(), &judge, &test)?);
+            (None, None)
+        }
         (None, None) if a.run.is_some() => (None, None),
-        (None, None) => bail!("give --pairs DIR, --bundle FILE or --run DIR"),
+        (None, None) => bail!("give --pairs DIR, --bundle FILE, --captioner FILE or --run DIR"),
     };
     let stage1 = match &a.run {
         Some(run) => {
@@ -721,6 +788,10 @@ fn eval(a: EvalArgs) -> Result<()> {
     if let Some(drawn) = &drawn {
         json["drawn_for_test_captions"] = serde_json::to_value(drawn)?;
         rows.push(("images drawn for test captions", drawn));
+    }
+    if let Some(captioned) = &captioned {
+        json["captioned_test_images"] = serde_json::to_value(captioned)?;
+        rows.push(("captions of test images", captioned));
     }
     if let Some(stage1) = &stage1 {
         json["stage1_reconstruction"] = serde_json::to_value(stage1)?;

@@ -100,7 +100,7 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert!(String::from_utf8_lossy(&not_a_bundle.stderr).contains("mxq import"), "{not_a_bundle:?}");
     let imported_train: Vec<String> = ["train", "prior", "--data", &p("train"), "--run", &p("imported")]
         .iter()
-        .chain(&["--batch-size", "16", "--max-steps", "2", "--layers", "1"])
+        .chain(&["--batch-size", "16", "--max-steps", "2", "--layers", "1", "--order", "image-first"])
         .map(|s| s.to_string())
         .collect();
     ok(&imported_train);
@@ -237,6 +237,38 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert_eq!(report["drawn_for_test_captions"]["pairs"], 4, "{report}");
     assert_eq!(report["drawn_for_test_captions"]["validity_pct"], 100.0, "test captions, given: {report}");
 
+    // captioning: the imported run's image-first prior on the same stage 1 captions images,
+    // one JSON line each, the same caption every time (greedy)
+    ok(&["export", "--run", &p("imported"), "--out", &p("captioner.mxq")]);
+    let images = [tmp.path().join("drawn/00000.png"), tmp.path().join("gen/00001.png")];
+    let images: Vec<String> = images.iter().map(|i| i.to_string_lossy().into_owned()).collect();
+    let caption = |bundle: &str, extra: &[&str]| {
+        let args = ["caption", "--bundle", &p(bundle), "--stage1", &p("run-stage1.mxq")];
+        let args = args.iter().chain(extra).map(|s| s.to_string()).chain(images.iter().cloned());
+        mxq(&args.collect::<Vec<_>>())
+    };
+    let out = caption("captioner.mxq", &[]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, image) in lines.iter().zip(&images) {
+        assert_eq!(line["image"], image.as_str(), "{stdout}");
+        assert!(line["caption"].is_string(), "{stdout}");
+    }
+    assert_eq!(caption("captioner.mxq", &[]).stdout, stdout.as_bytes(), "greedy: the same captions again");
+    assert!(caption("captioner.mxq", &["--temperature", "1", "--seed", "3"]).status.success());
+    // a caption-first bundle cannot caption; an unreadable image is named before any work
+    let refused = caption("tiny.mxq", &[]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("image-first prior"), "{refused:?}");
+    std::fs::write(tmp.path().join("not.png"), b"no image").unwrap();
+    let args = ["caption", "--bundle", &p("captioner.mxq"), "--stage1", &p("run-stage1.mxq"), &p("not.png")];
+    let refused = mxq(&args.map(String::from));
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not.png"), "{refused:?}");
+    let args = ["eval", "--captioner", &p("captioner.mxq"), "--stage1", &p("run-stage1.mxq"), "--count", "4", "--json"];
+    let report: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(report["captioned_test_images"]["pairs"], 4, "{report}");
+
     // the stage-1 ceiling alone, as a table
     let table = ok(&["eval", "--run", &p("run"), "--count", "8"]);
     assert!(
@@ -267,7 +299,8 @@ fn bad_inputs_are_clear_errors() {
     let out = mxq(&["eval"]);
     assert!(
         !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("--pairs DIR, --bundle FILE or --run DIR")
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("--pairs DIR, --bundle FILE, --captioner FILE or --run DIR")
     );
     let out = mxq(&["eval", "--pairs", &p("d"), "--train", &p("no-such-train")]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no-such-train"), "{out:?}");

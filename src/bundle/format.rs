@@ -43,7 +43,12 @@ pub struct Contents {
     pub weights: Vec<u8>,
     /// Values in those weights, to check a config against before building its model.
     pub parameters: usize,
+    /// The codebook's values (`decoder.quantizer.codebook`; empty where a file has none).
+    pub codebook: Vec<f32>,
 }
+
+/// The tensor that names a stage 1: its shared codebook.
+const CODEBOOK: &str = "decoder.quantizer.codebook";
 
 /// Hash over every tensor (name, dtype, shape, bytes in name order), the config and the
 /// tokenizer: any flipped byte in the payload or metadata is caught at load.
@@ -177,6 +182,7 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         plain.insert(name.clone(), OwnedTensor { dtype: Dtype::F32, shape: t.shape.clone(), data });
     }
     let parameters = plain.values().map(|t| t.data.len() / 4).sum();
+    let codebook = plain.get(CODEBOOK).map(|t| f32s(&t.data)).unwrap_or_default();
     Ok(Contents {
         kind,
         version,
@@ -185,5 +191,6 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         tokenizer_json: tokenizer_json.clone(),
         weights: crate::weights::serialize(&plain, None)?,
         parameters,
+        codebook,
     })
 }

@@ -48,6 +48,10 @@ pub struct Bundle {
     /// The file's format version (older versions are converted on load).
     pub version: u32,
     pub precision: Precision,
+    /// The codebook's values on the host, as the file holds them: a stage-1 file is checked
+    /// against them ([`Bundle::encoder`]) without a read-back from the device, which WebGPU
+    /// in a browser cannot do synchronously.
+    pub codebook: Vec<f32>,
 }
 
 /// How to load a bundle.
@@ -95,7 +99,8 @@ pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundl
     let packed_prior = (options.packed_kernels && packs_on(device))
         .then(|| PackedPrior::new(&generator.prior, contents.precision, crate::kernels::Simd::Avx512).ok())
         .flatten();
-    Ok(Bundle { config, tokenizer, generator, packed_prior, version: contents.version, precision: contents.precision })
+    let (version, precision, codebook) = (contents.version, contents.precision, contents.codebook);
+    Ok(Bundle { config, tokenizer, generator, packed_prior, version, precision, codebook })
 }
 
 /// A trained stage 1 read from a stage-1 file ([`export_stage1`]).
@@ -105,6 +110,8 @@ pub struct Stage1File {
     pub tokenizer: CaptionTokenizer,
     /// Its training record (JSON, as the run's checkpoint had it: options, steps, epochs).
     pub trained: String,
+    /// The codebook's values on the host, as the file holds them ([`Bundle::codebook`]).
+    pub codebook: Vec<f32>,
 }
 
 /// Serializes a whole trained stage 1 (both halves) into a file of the bundle's format,
@@ -132,7 +139,7 @@ pub fn load_stage1(bytes: &[u8], device: &Device) -> Result<Stage1File, Error> {
     tokenizer.check_fits(&config.stage1.text)?;
     let mut vae = MxqVae::new(&config.stage1, device);
     load_checked(&mut vae, contents.weights, contents.parameters)?;
-    Ok(Stage1File { vae, config, tokenizer, trained })
+    Ok(Stage1File { vae, config, tokenizer, trained, codebook: contents.codebook })
 }
 
 /// Loads a file's f32 `weights` (`parameters` values) into `module`, refusing a config that

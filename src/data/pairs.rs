@@ -121,9 +121,25 @@ pub fn load_image(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// [`load_image`], with what it changed (each count 0 or 1).
 fn load_image_fitted(path: &Path) -> Result<(Vec<u8>, Fitted), Error> {
-    let bad = |why: String| Error::Image { path: path.display().to_string(), why };
     let bytes = read_bounded(path, MAX_IMAGE_BYTES)?;
-    let img = image::load_from_memory(&bytes).map_err(|e| bad(e.to_string()))?;
+    decode_image_fitted(&bytes, &path.display().to_string())
+}
+
+/// An encoded image (PNG, JPEG, … as the `image` crate reads them) as `IMAGE_SIZE`² RGB
+/// bytes, resized as in training; `name` says which image in an error.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<Vec<u8>, Error> {
+    if bytes.len() as u64 > MAX_IMAGE_BYTES {
+        return Err(Error::Image {
+            path: name.into(),
+            why: format!("{} bytes, more than {MAX_IMAGE_BYTES}", bytes.len()),
+        });
+    }
+    Ok(decode_image_fitted(bytes, name)?.0)
+}
+
+fn decode_image_fitted(bytes: &[u8], name: &str) -> Result<(Vec<u8>, Fitted), Error> {
+    let bad = |why: String| Error::Image { path: name.into(), why };
+    let img = image::load_from_memory(bytes).map_err(|e| bad(e.to_string()))?;
     let converted = usize::from(img.color() != image::ColorType::Rgb8);
     let img = img.to_rgb8();
     let side = IMAGE_SIZE as u32;

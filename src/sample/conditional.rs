@@ -13,16 +13,29 @@ use burn::prelude::*;
 
 use crate::Error;
 use crate::bundle::{Bundle, Stage1File};
-use crate::config::{IMAGE_SIZE, SequenceOrder};
+use crate::config::{IMAGE_SIZE, MxqConfig, SequenceOrder};
 use crate::data::batch::PairSet;
 use crate::data::masking::Half;
 use crate::data::pairs::Pair;
 use crate::model::mxq_vae::MxqVae;
+use crate::sample::generate::GeneratedPair;
 
-/// The encode half a bundle's conditional mode needs: the stage 1 of a stage-1 file
-/// (`mxq export --stage1`) whose decoders are the bundle's (checked by [`Bundle::encoder`]).
+/// The encode half a bundle's conditional modes need: the stage 1 of a stage-1 file
+/// (`mxq export --stage1`) whose decoders are the bundle's (checked by
+/// [`Bundle::check_encoder`] before each use). One encoder serves every bundle of its stage 1
+/// (the demo bundle and the captioner).
 pub struct Encoder {
     vae: MxqVae,
+    config: MxqConfig,
+    tokenizer_json: String,
+    codebook: Vec<f32>,
+}
+
+impl Encoder {
+    pub fn new(stage1: Stage1File) -> Self {
+        let tokenizer_json = stage1.tokenizer.to_json();
+        Encoder { vae: stage1.vae, config: stage1.config, tokenizer_json, codebook: stage1.codebook }
+    }
 }
 
 /// The largest mean difference between the bundle's codebook and a stage-1 file's that still
@@ -31,29 +44,36 @@ pub struct Encoder {
 const SAME_CODEBOOK: f32 = 0.02;
 
 impl Bundle {
-    /// Pairs a stage-1 file with this bundle as its encoder, refusing one whose stage 1 is not
-    /// the bundle's (another config, tokenizer or codebook): its codes would mean nothing to
-    /// this prior and these decoders.
+    /// A stage-1 file as this bundle's encoder, refused where its stage 1 is not the bundle's.
     pub fn encoder(&self, stage1: Stage1File) -> Result<Encoder, Error> {
+        let encoder = Encoder::new(stage1);
+        self.check_encoder(&encoder)?;
+        Ok(encoder)
+    }
+
+    /// Refuses an encoder whose stage 1 is not this bundle's (another config, tokenizer or
+    /// codebook): its codes would mean nothing to this prior and these decoders. Compared on
+    /// the host, from the files: no read-back from the bundle's device.
+    pub fn check_encoder(&self, encoder: &Encoder) -> Result<(), Error> {
         let foreign = |what: &str| {
             Err(Error::Bundle(format!(
                 "the stage-1 file is not this bundle's stage 1 ({what} differs): export both from one run"
             )))
         };
-        if stage1.config.stage1 != self.config.stage1 {
+        if encoder.config.stage1 != self.config.stage1 {
             return foreign("the stage-1 config");
         }
-        if stage1.tokenizer.to_json() != self.tokenizer.to_json() {
+        if encoder.tokenizer_json != self.tokenizer.to_json() {
             return foreign("the tokenizer");
         }
-        let ours = self.generator.decoder.quantizer.codebook.val();
-        let theirs = stage1.vae.decoder.quantizer.codebook.val().to_device(&ours.device());
-        let scale = ours.clone().abs().mean().into_scalar::<f32>().max(f32::MIN_POSITIVE);
-        let difference = (ours - theirs).abs().mean().into_scalar::<f32>();
-        if !(difference <= SAME_CODEBOOK * scale) {
+        let (ours, theirs) = (&self.codebook, &encoder.codebook);
+        let mean = |v: &mut dyn Iterator<Item = f32>| v.sum::<f32>() / ours.len().max(1) as f32;
+        let scale = mean(&mut ours.iter().map(|v| v.abs())).max(f32::MIN_POSITIVE);
+        let difference = mean(&mut ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()));
+        if ours.len() != theirs.len() || !(difference <= SAME_CODEBOOK * scale) {
             return foreign("the codebook");
         }
-        Ok(Encoder { vae: stage1.vae })
+        Ok(())
     }
 
     /// What to draw images for `caption` from: its text codes, encoded with the image masked
@@ -68,6 +88,7 @@ impl Bundle {
                     .into(),
             ));
         }
+        self.check_encoder(encoder)?;
         self.tokenizer.encode_given(caption)?;
         let blank = Pair { image: vec![0; 3 * IMAGE_SIZE * IMAGE_SIZE], caption: caption.to_string() };
         let pairs = PairSet::new(&[blank], &self.tokenizer);
@@ -95,6 +116,7 @@ impl Bundle {
                     .into(),
             ));
         }
+        self.check_encoder(encoder)?;
         let want = 3 * IMAGE_SIZE * IMAGE_SIZE;
         if image.len() != want {
             return Err(Error::Options(format!(
@@ -125,4 +147,18 @@ pub struct Given {
     pub caption: Option<String>,
     /// The image every pair carries instead of the one its codes decode to.
     pub image: Option<Vec<u8>>,
+}
+
+impl Given {
+    /// Puts the given half in place of the decoded one in each pair.
+    pub fn apply(&self, pairs: &mut [GeneratedPair]) {
+        for pair in pairs {
+            if let Some(caption) = &self.caption {
+                pair.caption = caption.clone();
+            }
+            if let Some(image) = &self.image {
+                pair.image = image.clone();
+            }
+        }
+    }
 }

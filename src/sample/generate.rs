@@ -126,12 +126,7 @@ impl Bundle {
                     _ => sample_codes(&self.generator.prior, n, length, first, prefix, opts, device),
                 };
                 let mut pairs = self.decode_codes(self.unified_codes(codes), device);
-                if let Some(caption) = &given.caption {
-                    pairs.iter_mut().for_each(|p| p.caption = caption.clone());
-                }
-                if let Some(image) = &given.image {
-                    pairs.iter_mut().for_each(|p| p.image = image.clone());
-                }
+                given.apply(&mut pairs);
                 sink(pairs)?;
             }
             Ok(())

@@ -146,6 +146,7 @@ fn guidance_keeps_the_first_part_and_steers_the_rest() {
     let refused = error(plain.check_options(&guided));
     assert!(refused.contains("--unconditional"), "{refused}");
     assert!(plain.check_options(&opts).is_ok());
+    assert_eq!(plain.default_options().guidance, 1.0, "no unconditional training, no guidance by default");
     assert!(error(plain.check_options(&SampleOptions { guidance: f32::NAN, ..opts })).contains("guidance NaN"));
 
     // the same prior, declared trained with unconditional sequences (the sampler does not care how)
@@ -156,6 +157,7 @@ fn guidance_keeps_the_first_part_and_steers_the_rest() {
     for packed_kernels in [false, true] {
         let b = bundle::load(&bytes, &device, LoadOptions { packed_kernels }).unwrap();
         b.check_options(&guided).unwrap();
+        assert_eq!(b.default_options().guidance, mxq::sample::DEFAULT_GUIDANCE);
         let first = b.config.first_part();
         let (a, g) = (b.generate(4, 4, opts, &device), b.generate(4, 4, guided, &device));
         let order = |p: &mxq::sample::GeneratedPair| b.config.to_prior_order(&p.codes);

@@ -8,7 +8,7 @@ use crate::bundle::Bundle;
 use crate::data::batch::to_rgb;
 use crate::kernels::packed_prior::MAX_ROWS;
 use crate::sample::conditional::Given;
-use crate::sample::sampler::{SampleOptions, sample_codes};
+use crate::sample::sampler::{DEFAULT_GUIDANCE, SampleOptions, sample_codes};
 
 /// One generated pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +44,13 @@ impl Bundle {
                 GeneratedPair { image, caption: self.tokenizer.decode(&ids), codes }
             })
             .collect()
+    }
+
+    /// The sampling defaults for this bundle: [`SampleOptions::default`], guided at
+    /// [`DEFAULT_GUIDANCE`] where the prior was trained with unconditional sequences.
+    pub fn default_options(&self) -> SampleOptions {
+        let guided = self.config.prior.unconditional > 0.0;
+        SampleOptions { guidance: if guided { DEFAULT_GUIDANCE } else { 1.0 }, ..SampleOptions::default() }
     }
 
     /// Refuses sampling options this bundle cannot honour: out-of-range values, and guidance

@@ -22,6 +22,12 @@ use crate::rng::{Rng, Stream};
 /// plus 10 points (README, "Where consistency is lost").
 pub const DEFAULT_TEMPERATURE: f32 = 0.9;
 
+/// The guidance of `mxq generate`, `mxq eval` and the page for a prior trained with
+/// unconditional sequences (`prior.unconditional` > 0; others sample at 1, the prior as it
+/// is): [`crate::bundle::Bundle::default_options`]. Chosen on the same distribution targets
+/// as the temperature (README, "Guidance").
+pub const DEFAULT_GUIDANCE: f32 = 2.0;
+
 /// A prior that runs new positions against a cache of the earlier ones.
 pub trait CachedPrior {
     type Cache: Default;

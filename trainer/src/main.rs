@@ -80,16 +80,22 @@ struct SampleArgs {
     top_p: f32,
     /// Classifier-free guidance of the codes after the first part (the image's after the
     /// caption's): 1 = the prior as it is; above 1 the image follows the caption more
-    /// closely. Needs a prior trained with --unconditional.
-    #[arg(long, default_value_t = SampleOptions::default().guidance)]
-    guidance: f32,
+    /// closely. Needs a prior trained with --unconditional [default: 2 (DEFAULT_GUIDANCE) for
+    /// such a prior, else 1].
+    #[arg(long)]
+    guidance: Option<f32>,
 }
 
 impl SampleArgs {
+    /// The options as given (guidance 1 where not given), to check before a bundle is read.
     fn options(&self) -> SampleOptions {
-        let (temperature, top_k, top_p, seed, guidance) =
-            (self.temperature, self.top_k, self.top_p, self.seed, self.guidance);
-        SampleOptions { temperature, top_k, top_p, seed, guidance }
+        let (temperature, top_k, top_p, seed) = (self.temperature, self.top_k, self.top_p, self.seed);
+        SampleOptions { temperature, top_k, top_p, seed, guidance: self.guidance.unwrap_or(1.0) }
+    }
+
+    /// The options for `bundle`: its default guidance where none was given.
+    fn options_for(&self, bundle: &Bundle) -> SampleOptions {
+        SampleOptions { guidance: self.guidance.unwrap_or(bundle.default_options().guidance), ..self.options() }
     }
 }
 
@@ -641,6 +647,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     let device = cpu();
     let bundle = load_bundle(&a.bundle, &a.load)?;
+    let opts = a.sample.options_for(&bundle);
     bundle.check_options(&opts)?;
     let given = match &a.caption {
         Some(caption) => bundle.given_caption(&load_encoder(&bundle, &a.encoder.stage1)?, caption, &device)?,
@@ -749,7 +756,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         (Some(dir), _) => (Some(protocol::judge_pairs(&judge, &read_pairs(dir)?, &test, train.as_ref())?), None),
         (None, Some(path)) => {
             let bundle = load_bundle(path, &a.load)?;
-            let opts = a.sample.options();
+            let opts = a.sample.options_for(&bundle);
             bundle.check_options(&opts)?;
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1)?;

@@ -4,15 +4,20 @@ const $ = (id) => document.getElementById(id);
 const form = $('controls');
 const query = new URLSearchParams(location.search);
 const bundleUrl = query.get('bundle') || 'assets/demo.mxq.safetensors';
+// the conditional modes' files, fetched by the worker only when a mode is first used
+const stage1Url = query.get('stage1') || 'assets/stage1/demo-stage1.mxq.safetensors';
+const captionerUrl = query.get('captioner') || 'assets/captioner.mxq.safetensors';
 const SIZE = 64; // generated images are 64×64
 
 // Options: the query string overrides the form's defaults (count, seed, temperature, top_k,
-// top_p, batch, backend=cpu|webgpu, autorun=1, embed=1).
+// top_p, batch, backend=cpu|webgpu, autorun=1, embed=1; caption=… to draw a caption).
 const fields = { count: 'count', seed: 'seed', temperature: 'temperature', top_k: 'top_k', top_p: 'top_p', batch: 'batch' };
 for (const [key, name] of Object.entries(fields)) {
   if (query.has(key)) form.elements[name].value = query.get(key);
 }
 form.elements.cpu.checked = query.get('backend') === 'cpu';
+const drawForm = $('draw-caption');
+if (query.has('caption')) drawForm.elements.caption.value = query.get('caption');
 if (query.get('embed') === '1') document.body.classList.add('embed');
 
 function options() {
@@ -43,7 +48,10 @@ function setState(state, text) {
   if (text !== undefined) $('status').textContent = text;
 }
 
+let ready = false; // the bundle is loaded: after an error the next request may still run
+
 function showError(message) {
+  if (ready) enable(true);
   $('error').hidden = false;
   $('error').textContent = message;
   $('download').hidden = true;
@@ -52,8 +60,9 @@ function showError(message) {
 
 function start() {
   if (worker) worker.terminate();
+  ready = false;
   $('error').hidden = true;
-  $('generate').disabled = true;
+  enable(false);
   $('backend').textContent = '…';
   setState('loading', 'Downloading the bundle…');
   worker = new Worker('./worker.js', { type: 'module' });
@@ -62,7 +71,13 @@ function start() {
     // a panic has already posted its own message; keep that one
     if ($('error').hidden) showError(`The model's worker stopped: ${e.message || 'unknown error'}`);
   };
-  worker.postMessage({ type: 'load', url: bundleUrl, forceCpu: form.elements.cpu.checked });
+  worker.postMessage({ type: 'load', url: bundleUrl, stage1Url, captionerUrl, forceCpu: form.elements.cpu.checked });
+}
+
+// one request at a time: the buttons that start one are off while it runs
+function enable(on) {
+  for (const id of ['generate', 'draw', 'caption-pad']) $(id).disabled = !on;
+  document.querySelectorAll('button.caption-this').forEach((b) => (b.disabled = !on));
 }
 
 // a code's colour: its index around the hue circle
@@ -106,17 +121,17 @@ function newCard(index) {
 }
 
 const handlers = {
-  progress({ loaded, total }) {
+  progress({ what, loaded, total }) {
     const bar = $('download');
     bar.hidden = false;
     const mb = (n) => (n / 1e6).toFixed(1);
     if (total) {
       bar.max = total;
       bar.value = loaded;
-      $('status').textContent = `Downloading the bundle… ${mb(loaded)} of ${mb(total)} MB`;
+      $('status').textContent = `Downloading ${what}… ${mb(loaded)} of ${mb(total)} MB`;
     } else {
       bar.removeAttribute('value');
-      $('status').textContent = `Downloading the bundle… ${mb(loaded)} MB`;
+      $('status').textContent = `Downloading ${what}… ${mb(loaded)} MB`;
     }
   },
   ready({ backend, imageCodes, textCodes, notDrawn, temperature, bytes, loadMs }) {
@@ -125,13 +140,14 @@ const handlers = {
       form.elements.temperature.value = defaultTemperature;
     }
     codesPerPair = { image: imageCodes, text: textCodes, notDrawn };
+    ready = true;
     $('download').hidden = true;
     $('backend').textContent = backend;
-    $('generate').disabled = false;
+    enable(true);
     setState('ready', `Bundle ready (${(bytes / 1e6).toFixed(1)} MB, loaded in ${loadMs.toFixed(0)} ms).`);
     if (autorun) {
       autorun = false;
-      generate();
+      generate(query.has('caption') ? drawForm.elements.caption.value : undefined);
     }
   },
   step({ first, codes }) {
@@ -146,7 +162,30 @@ const handlers = {
       card.caption.textContent = pair.caption;
       card.element.classList.remove('pending');
       card.element.dataset.codes = Array.from(pair.codes).join(' ');
+      const button = document.createElement('button');
+      button.className = 'caption-this';
+      button.type = 'button';
+      button.textContent = 'caption this';
+      button.disabled = true; // until the generation is done
+      button.addEventListener('click', () => captionCanvas(card));
+      card.element.append(button);
     });
+  },
+  captioned({ id, caption, ms }) {
+    const card = captionCards.get(id);
+    captionCards.delete(id);
+    let line = card.element.querySelector('.captioned');
+    if (!line) {
+      line = document.createElement('p');
+      line.className = 'captioned';
+      card.element.append(line);
+    }
+    line.textContent = `captioner: ${caption}`;
+    card.element.dataset.captioned = caption;
+    $('download').hidden = true;
+    $('timing').textContent = `· captioned in ${ms.toFixed(0)} ms`;
+    enable(true);
+    setState('done', 'Captioned.');
   },
   done({ count, ms, firstPairMs, sinceBundleMs }) {
     const batches = Math.ceil(count / batchSize);
@@ -156,7 +195,8 @@ const handlers = {
     $('timing').textContent = timing;
     Object.assign(document.body.dataset, { ms: ms.toFixed(1), firstPairMs: firstPairMs.toFixed(1) });
     if (sinceBundleMs !== null) document.body.dataset.sinceBundleMs = sinceBundleMs.toFixed(1);
-    $('generate').disabled = false;
+    $('download').hidden = true;
+    enable(true);
     setState('done', `Generated ${count} pairs.`);
   },
   error({ message }) {
@@ -168,19 +208,106 @@ const handlers = {
 let batchSize = 1;
 const stepRows = (first) => Math.min(batchSize, cards.length - first);
 
-function generate() {
+// `caption`: images for it (the worker fetches the stage-1 file the first time)
+function generate(caption) {
+  $('error').hidden = true;
   const opts = options();
   batchSize = opts.batch;
   $('cards').replaceChildren();
   cards = Array.from({ length: opts.count }, (_, i) => newCard(i));
-  $('generate').disabled = true;
-  setState('generating', `Generating ${opts.count} pairs…`);
-  worker.postMessage({ type: 'generate', ...opts });
+  enable(false);
+  const what = caption === undefined ? `${opts.count} pairs` : `${opts.count} images for “${caption}”`;
+  setState('generating', `Generating ${what}…`);
+  worker.postMessage({ type: 'generate', ...opts, caption });
 }
+
+// Captioning: the image's encoded bytes go to the worker (the core decodes and resizes them
+// as in training); the caption comes back to the card that asked.
+const captionCards = new Map();
+let nextCaption = 0;
+
+function captionBytes(card, bytes) {
+  $('error').hidden = true;
+  const id = nextCaption++;
+  captionCards.set(id, card);
+  enable(false);
+  setState('captioning', 'Captioning the image…');
+  worker.postMessage({ type: 'caption', id, image: bytes }, [bytes.buffer]);
+}
+
+function captionCanvas(card, canvas = card.canvas) {
+  canvas.toBlob(async (blob) => captionBytes(card, new Uint8Array(await blob.arrayBuffer())), 'image/png');
+}
+
+// an uploaded or dropped image: a card of its own, shown at 64×64, captioned from its file
+async function captionFile(file) {
+  const card = newCard(cards.length);
+  card.element.classList.remove('pending');
+  card.caption.textContent = file.name;
+  cards.push(card);
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  try {
+    const bitmap = await createImageBitmap(file);
+    card.canvas.getContext('2d').drawImage(bitmap, 0, 0, SIZE, SIZE);
+  } catch {
+    // not an image the browser shows: the worker's error names the problem
+  }
+  captionBytes(card, bytes);
+}
+
+// the drawing pad: a 64×64 canvas, drawn on with the pointer
+const pad = $('pad');
+const padContext = pad.getContext('2d');
+function clearPad() {
+  padContext.fillStyle = '#000';
+  padContext.fillRect(0, 0, SIZE, SIZE);
+}
+clearPad();
+let drawing = false;
+const padPoint = (e) => {
+  const r = pad.getBoundingClientRect();
+  return [((e.clientX - r.left) * SIZE) / r.width, ((e.clientY - r.top) * SIZE) / r.height];
+};
+pad.addEventListener('pointerdown', (e) => {
+  drawing = true;
+  pad.setPointerCapture(e.pointerId);
+  padContext.beginPath();
+  padContext.moveTo(...padPoint(e));
+});
+pad.addEventListener('pointermove', (e) => {
+  if (!drawing) return;
+  Object.assign(padContext, { strokeStyle: $('pen').value, lineWidth: 4, lineCap: 'round', lineJoin: 'round' });
+  padContext.lineTo(...padPoint(e));
+  padContext.stroke();
+});
+pad.addEventListener('pointerup', () => (drawing = false));
+$('clear').addEventListener('click', clearPad);
+$('caption-pad').addEventListener('click', () => {
+  const card = newCard(cards.length);
+  card.element.classList.remove('pending');
+  card.caption.textContent = 'drawn on the pad';
+  card.canvas.getContext('2d').drawImage(pad, 0, 0);
+  cards.push(card);
+  captionCanvas(card, pad);
+});
+$('upload').addEventListener('change', (e) => {
+  if (e.target.files[0]) captionFile(e.target.files[0]);
+  e.target.value = '';
+});
+document.addEventListener('dragover', (e) => e.preventDefault());
+document.addEventListener('drop', (e) => {
+  e.preventDefault();
+  const file = e.dataTransfer.files[0];
+  if (file && !$('generate').disabled) captionFile(file);
+});
 
 form.addEventListener('submit', (e) => {
   e.preventDefault();
   generate();
+});
+drawForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  generate(drawForm.elements.caption.value);
 });
 form.elements.cpu.addEventListener('change', start);
 start();

@@ -1,21 +1,24 @@
 // The Web Worker that runs the model, so the page stays responsive even on the CPU path.
 // It downloads the bundle (reporting progress), hands the bytes to the wasm class `Demo`
 // (web/src/lib.rs: all model work is the core crate's) and relays its results as messages.
+// The files of the conditional modes (the stage-1 file, the captioner) are fetched the first
+// time a mode needs them, so the first pair costs no more bytes.
 import init, { Demo } from './mxq-web.js';
 
 const wasmReady = init();
 let demo = null;
+let files = null; // the URLs from the load message
 let bundleArrived = 0; // performance.now() when the bundle's last byte came in
 
-async function download(url) {
+async function download(url, what = 'the bundle') {
   let response;
   try {
     response = await fetch(url);
   } catch (e) {
-    throw new Error(`the bundle ${url} could not be downloaded (${e.message})`);
+    throw new Error(`${what} ${url} could not be downloaded (${e.message})`);
   }
   if (!response.ok) {
-    throw new Error(`the bundle ${url} could not be downloaded: HTTP ${response.status} ${response.statusText}`.trim());
+    throw new Error(`${what} ${url} could not be downloaded: HTTP ${response.status} ${response.statusText}`.trim());
   }
   // Content-Length counts compressed bytes when the server compresses: check it only otherwise.
   const compressed = response.headers.get('content-encoding');
@@ -28,10 +31,10 @@ async function download(url) {
     if (done) break;
     chunks.push(value);
     loaded += value.length;
-    postMessage({ type: 'progress', loaded, total: compressed ? 0 : total });
+    postMessage({ type: 'progress', what, loaded, total: compressed ? 0 : total });
   }
   if (!compressed && total && loaded !== total) {
-    throw new Error(`the bundle download stopped after ${loaded} of ${total} bytes`);
+    throw new Error(`${what} download stopped after ${loaded} of ${total} bytes`);
   }
   const bytes = new Uint8Array(loaded);
   let offset = 0;
@@ -42,7 +45,8 @@ async function download(url) {
   return bytes;
 }
 
-async function load({ url, forceCpu }) {
+async function load({ url, stage1Url, captionerUrl, forceCpu }) {
+  files = { stage1Url, captionerUrl };
   await wasmReady;
   const bytes = await download(url);
   bundleArrived = performance.now();
@@ -59,11 +63,29 @@ async function load({ url, forceCpu }) {
   });
 }
 
-async function generate({ count, batch, temperature, topK, topP, seed }) {
+// the encoder half (stage-1 file) and the captioner, each fetched once, when first needed
+async function needEncoder() {
+  if (!demo.has_encoder) demo.load_encoder(await download(files.stage1Url, 'the stage-1 file'));
+}
+
+async function needCaptioner() {
+  await needEncoder();
+  if (!demo.has_captioner) demo.load_captioner(await download(files.captionerUrl, 'the captioner'));
+}
+
+async function caption({ id, image }) {
+  await needCaptioner();
+  const start = performance.now();
+  const text = await demo.caption(image, 0, 0);
+  postMessage({ type: 'captioned', id, caption: text, ms: performance.now() - start });
+}
+
+async function generate({ count, batch, temperature, topK, topP, seed, caption }) {
+  if (caption !== undefined) await needEncoder();
   const start = performance.now();
   let firstPairMs = null;
   await demo.generate(
-    count, batch, temperature, topK, topP, seed,
+    count, batch, temperature, topK, topP, seed, caption,
     (first, codes) => postMessage({ type: 'step', first, codes }),
     (first, pairs) => {
       if (firstPairMs === null) firstPairMs = performance.now() - start;
@@ -81,6 +103,7 @@ onmessage = async ({ data }) => {
   try {
     if (data.type === 'load') await load(data);
     else if (data.type === 'generate') await generate(data);
+    else if (data.type === 'caption') await caption(data);
   } catch (e) {
     postMessage({ type: 'error', message: String(e && e.message ? e.message : e) });
   }

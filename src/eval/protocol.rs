@@ -23,7 +23,7 @@ use crate::data::tokenizer::CaptionTokenizer;
 use crate::eval::judge::{Judge, Scores};
 use crate::eval::reconstruction::{Reconstruction, reconstruct};
 use crate::model::mxq_vae::MxqVae;
-use crate::sample::conditional::{Encoder, Given};
+use crate::sample::conditional::Encoder;
 use crate::sample::sampler::SampleOptions;
 
 /// Pairs sampled together when a bundle is judged.
@@ -100,51 +100,31 @@ pub fn judge_bundle(
     Ok(BundleReport { generated, real_test: Scores { frechet_distance: ceiling, ..reference } })
 }
 
-/// Draws an image for each of the first `count` test captions (caption `i` from seed
-/// `opts.seed + i`) and judges each against its caption: the consistency of these pairs is
-/// the share of drawn images that show what their caption says.
-pub fn judge_drawn(
+/// Completes each of the first `count` test pairs from its `given` half (pair `i` from seed
+/// `opts.seed + i`) and judges each completed pair. Given the caption, an image is drawn
+/// for it (`mxq eval --drawn`): the consistency is the share of images that show what their
+/// caption says. Given the image, an image-first `bundle` captions it (`--captioner`; `mxq
+/// caption`'s default is greedy, temperature 0): the share of captions whose units are the
+/// ones the image shows.
+#[allow(clippy::too_many_arguments)]
+pub fn judge_completed(
     judge: &Judge,
     bundle: &Bundle,
     encoder: &Encoder,
+    given: Half,
     count: usize,
     opts: SampleOptions,
     test: &TestSplit,
     device: &Device,
-) -> Result<Scores, Error> {
-    judge_given(judge, bundle, count, opts, test, device, |real| bundle.given_caption(encoder, &real.caption, device))
-}
-
-/// Captions each of the first `count` test images (image `i` from seed `opts.seed + i`; the
-/// default of `mxq caption` is greedy, temperature 0) with an image-first `bundle` and judges
-/// each caption against its image: the consistency of these pairs is the share of captions
-/// whose units are the ones the image shows.
-pub fn judge_captioned(
-    judge: &Judge,
-    bundle: &Bundle,
-    encoder: &Encoder,
-    count: usize,
-    opts: SampleOptions,
-    test: &TestSplit,
-    device: &Device,
-) -> Result<Scores, Error> {
-    judge_given(judge, bundle, count, opts, test, device, |real| bundle.given_image(encoder, &real.image, device))
-}
-
-/// One pair completed from half of each of the first `count` test pairs, judged.
-fn judge_given(
-    judge: &Judge,
-    bundle: &Bundle,
-    count: usize,
-    opts: SampleOptions,
-    test: &TestSplit,
-    device: &Device,
-    given: impl Fn(&Pair) -> Result<Given, Error>,
 ) -> Result<Scores, Error> {
     let mut completed = Vec::with_capacity(count);
     for (i, real) in test.pairs(0..count).iter().enumerate() {
         let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
-        let pairs = bundle.generate_from(&given(real)?, 1, 1, opts, device);
+        let given = match given {
+            Half::Caption => bundle.given_caption(encoder, &real.caption, device)?,
+            Half::Image => bundle.given_image(encoder, &real.image, device)?,
+        };
+        let pairs = bundle.generate_from(&given, 1, 1, opts, device);
         completed.extend(pairs.into_iter().map(|p| Pair { image: p.image, caption: p.caption }));
     }
     judge_pairs(judge, &completed, test, None)

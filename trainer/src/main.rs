@@ -15,6 +15,7 @@ use mxq::bundle::{self, Bundle, LoadOptions, Precision};
 use mxq::config::SequenceOrder;
 use mxq::cpu;
 use mxq::data::caption_mnist::{self, CaptionMnist, TRAIN_DIGITS};
+use mxq::data::masking::Half;
 use mxq::data::tokenizer::CaptionTokenizer;
 use mxq::data::{Digits, Fitted, Pair, PairSet, read_pairs, read_pairs_fitted};
 use mxq::eval::judge::{Judge, Scores};
@@ -739,7 +740,7 @@ fn judge_captioner(a: &EvalArgs, path: &Path, judge: &Judge, test: &TestSplit) -
     let captioner = load_bundle(path, &a.load)?;
     let encoder = load_encoder(&captioner, &a.encoder.stage1)?;
     let greedy = SampleOptions { temperature: 0.0, seed: a.sample.seed, ..SampleOptions::default() };
-    Ok(protocol::judge_captioned(judge, &captioner, &encoder, a.count, greedy, test, &device)?)
+    Ok(protocol::judge_completed(judge, &captioner, &encoder, Half::Image, a.count, greedy, test, &device)?)
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
@@ -760,7 +761,16 @@ fn eval(a: EvalArgs) -> Result<()> {
             bundle.check_options(&opts)?;
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1)?;
-                drawn = Some(protocol::judge_drawn(&judge, &bundle, &encoder, a.count, opts, &test, &device)?);
+                drawn = Some(protocol::judge_completed(
+                    &judge,
+                    &bundle,
+                    &encoder,
+                    Half::Caption,
+                    a.count,
+                    opts,
+                    &test,
+                    &device,
+                )?);
             }
             if let Some(captioner) = &a.captioner {
                 captioned = Some(judge_captioner(&a, captioner, &judge, &test)?);

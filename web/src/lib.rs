@@ -7,18 +7,23 @@
 
 use burn::prelude::*;
 use mxq::bundle::{Bundle, LoadOptions};
-use mxq::sample::{SampleOptions, Sampling, batches};
+use mxq::sample::conditional::{Encoder, Given};
+use mxq::sample::{GeneratedPair, SampleOptions, Sampling, batches};
 use wasm_bindgen::prelude::*;
 
 /// What `on_step` shows at a position the prior has not drawn yet.
 pub const NOT_DRAWN: u32 = u32::MAX;
 
-/// A loaded bundle on the device it runs on.
+/// A loaded bundle on the device it runs on; for the conditional modes, fetched only when
+/// one is used, the stage-1 file's encoder (on the CPU: one pass per caption or image, and
+/// its codes are read back at once) and the captioner bundle (beside the demo bundle).
 #[wasm_bindgen]
 pub struct Demo {
     bundle: Bundle,
     device: Device,
     backend: String,
+    encoder: Option<Encoder>,
+    captioner: Option<Bundle>,
 }
 
 #[wasm_bindgen]
@@ -32,9 +37,52 @@ impl Demo {
             report_panic(&info.to_string());
         }));
         let (device, backend) = pick_device(force_cpu).await;
-        let bundle =
-            mxq::bundle::load(&bytes, &device, LoadOptions::default()).map_err(|e| JsError::new(&e.to_string()))?;
-        Ok(Demo { bundle, device, backend })
+        let bundle = mxq::bundle::load(&bytes, &device, LoadOptions::default()).map_err(|e| js(&e))?;
+        Ok(Demo { bundle, device, backend, encoder: None, captioner: None })
+    }
+
+    /// Loads a stage-1 file as the encoder of the conditional modes, refused (with the
+    /// reason) where it is not the demo bundle's stage 1.
+    pub fn load_encoder(&mut self, bytes: Vec<u8>) -> Result<(), JsError> {
+        let stage1 = mxq::bundle::load_stage1(&bytes, &mxq::cpu()).map_err(|e| js(&e))?;
+        self.encoder = Some(self.bundle.encoder(stage1).map_err(|e| js(&e))?);
+        Ok(())
+    }
+
+    /// Loads the captioner bundle (an image-first prior on the same stage 1) beside the demo
+    /// bundle, on the same device.
+    pub fn load_captioner(&mut self, bytes: Vec<u8>) -> Result<(), JsError> {
+        let captioner = mxq::bundle::load(&bytes, &self.device, LoadOptions::default()).map_err(|e| js(&e))?;
+        if let Some(encoder) = &self.encoder {
+            captioner.check_encoder(encoder).map_err(|e| js(&e))?;
+        }
+        self.captioner = Some(captioner);
+        Ok(())
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn has_encoder(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn has_captioner(&self) -> bool {
+        self.captioner.is_some()
+    }
+
+    /// The caption the captioner gives an encoded image (PNG, JPEG, …; other sizes resized
+    /// as in training): the image's codes with the caption masked, then the text codes drawn
+    /// greedily at temperature 0 (else sampled from `seed`), as `mxq caption` does.
+    pub async fn caption(&self, image: Vec<u8>, temperature: f32, seed: u32) -> Result<String, JsError> {
+        let (Some(captioner), Some(encoder)) = (&self.captioner, &self.encoder) else {
+            return Err(JsError::new("captioning needs the stage-1 file and the captioner: load both first"));
+        };
+        let rgb = mxq::data::pairs::decode_image(&image, "the image to caption").map_err(|e| js(&e))?;
+        let opts = SampleOptions { temperature, seed: seed as u64, ..SampleOptions::default() };
+        captioner.check_options(&opts).map_err(|e| js(&e))?;
+        let given = captioner.given_image(encoder, &rgb, &mxq::cpu()).map_err(|e| js(&e))?;
+        let mut pairs = sample_pairs(captioner, &self.device, 1, opts, &given, |_| Ok(())).await?;
+        Ok(pairs.remove(0).caption)
     }
 
     /// The backend in use: `WebGPU (adapter)` or `CPU (why WebGPU was not used)`.
@@ -68,11 +116,13 @@ impl Demo {
     }
 
     /// Generates `count` pairs in batches of at most `batch` (batch `i` from seed `seed + i`,
-    /// as natively). After each prior step, `on_step(first, codes)` gets the index of the
-    /// batch's first pair and its codes so far (`Uint32Array`, one row per pair of all the sequence's codes
-    /// in stage 1's order, image then text, [`NOT_DRAWN`] where the prior has not drawn
-    /// yet: it may draw the caption first); after each batch, `on_pairs(first, pairs)` gets an array of
-    /// `{ image: Uint8ClampedArray (64×64 RGBA), caption, codes: Uint32Array }`.
+    /// as natively); with a `caption`, images for it (each pair carries the caption; needs
+    /// [`Self::load_encoder`] first). After each prior step, `on_step(first, codes)` gets the
+    /// index of the batch's first pair and its codes so far (`Uint32Array`, one row per pair
+    /// of all the sequence's codes in stage 1's order, image then text, [`NOT_DRAWN`] where
+    /// the prior has not drawn yet: it may draw the caption first); after each batch,
+    /// `on_pairs(first, pairs)` gets an array of `{ image: Uint8ClampedArray (64×64 RGBA),
+    /// caption, codes: Uint32Array }`.
     #[allow(clippy::too_many_arguments)]
     pub async fn generate(
         &self,
@@ -82,45 +132,78 @@ impl Demo {
         top_k: usize,
         top_p: f32,
         seed: u32,
+        caption: Option<String>,
         on_step: js_sys::Function,
         on_pairs: js_sys::Function,
     ) -> Result<(), JsError> {
-        let opts = SampleOptions { temperature, top_k, top_p, seed: seed as u64, ..SampleOptions::default() };
-        self.bundle.check_options(&opts).map_err(|e| JsError::new(&e.to_string()))?;
-        mxq::sample::check_counts(count, batch).map_err(|e| JsError::new(&e.to_string()))?;
-        let (prior, positions) = (&self.bundle.generator.prior, self.bundle.config.stage1.sequence_length());
+        // the bundle's default guidance, as `mxq generate`'s
+        let opts = SampleOptions { temperature, top_k, top_p, seed: seed as u64, ..self.bundle.default_options() };
+        self.bundle.check_options(&opts).map_err(|e| js(&e))?;
+        mxq::sample::check_counts(count, batch).map_err(|e| js(&e))?;
+        let given = match (&caption, &self.encoder) {
+            (None, _) => Given::default(),
+            (Some(caption), Some(encoder)) => {
+                self.bundle.given_caption(encoder, caption, &mxq::cpu()).map_err(|e| js(&e))?
+            }
+            (Some(_), None) => return Err(JsError::new("drawing a caption needs the stage-1 file: load it first")),
+        };
         let mut first = 0;
         for (n, opts) in batches(count, batch, opts) {
-            let mut sampling = Sampling::new(prior, n, positions, opts).guided(self.bundle.config.first_part());
-            while !sampling.done() {
-                let logits = read_f32(sampling.logits(prior, &self.device)).await?;
-                sampling.push(&logits);
-                let config = &self.bundle.config;
-                let so_far: Vec<u32> = sampling
-                    .codes()
-                    .iter()
-                    .flat_map(|drawn| config.to_unified_order(drawn).into_iter().map(|c| c.unwrap_or(NOT_DRAWN)))
-                    .collect();
-                call(&on_step, first, &js_sys::Uint32Array::from(&so_far[..]).into())?;
-            }
-            let codes = self.bundle.unified_codes(sampling.into_codes());
-            let (images, tokens) = self.bundle.decode_tensors(&codes, &self.device);
-            let images = read_f32(images).await?;
-            let tokens = read_ints(tokens).await?;
-            let pairs = js_sys::Array::new();
-            for pair in self.bundle.pairs_from(codes, &images, &tokens) {
+            let pairs = sample_pairs(&self.bundle, &self.device, n, opts, &given, |so_far| {
+                call(&on_step, first, &js_sys::Uint32Array::from(so_far).into())
+            })
+            .await?;
+            let array = js_sys::Array::new();
+            for pair in pairs {
                 let object = js_sys::Object::new();
                 let set = |k: &str, v: JsValue| js_sys::Reflect::set(&object, &k.into(), &v);
                 set("image", js_sys::Uint8ClampedArray::from(&rgba(&pair.image)[..]).into()).map_err(js_error)?;
                 set("caption", pair.caption.into()).map_err(js_error)?;
                 set("codes", js_sys::Uint32Array::from(&pair.codes[..]).into()).map_err(js_error)?;
-                pairs.push(&object);
+                array.push(&object);
             }
-            call(&on_pairs, first, &pairs.into())?;
+            call(&on_pairs, first, &array.into())?;
             first += n;
         }
         Ok(())
     }
+}
+
+/// Samples `n` sequences from `bundle`'s prior, starting from what is `given`, and decodes
+/// them (every read-back awaited); `on_step` gets the codes so far in stage 1's order after
+/// each prior step ([`NOT_DRAWN`] where not drawn yet).
+async fn sample_pairs(
+    bundle: &Bundle,
+    device: &Device,
+    n: usize,
+    opts: SampleOptions,
+    given: &Given,
+    mut on_step: impl FnMut(&[u32]) -> Result<(), JsError>,
+) -> Result<Vec<GeneratedPair>, JsError> {
+    let (prior, config) = (&bundle.generator.prior, &bundle.config);
+    let mut sampling = Sampling::new(prior, n, config.stage1.sequence_length(), opts)
+        .with_prefix(&given.prefix)
+        .guided(config.first_part());
+    while !sampling.done() {
+        let logits = read_f32(sampling.logits(prior, device)).await?;
+        sampling.push(&logits);
+        let so_far: Vec<u32> = sampling
+            .codes()
+            .iter()
+            .flat_map(|drawn| config.to_unified_order(drawn).into_iter().map(|c| c.unwrap_or(NOT_DRAWN)))
+            .collect();
+        on_step(&so_far)?;
+    }
+    let codes = bundle.unified_codes(sampling.into_codes());
+    let (images, tokens) = bundle.decode_tensors(&codes, device);
+    let (images, tokens) = (read_f32(images).await?, read_ints(tokens).await?);
+    let mut pairs = bundle.pairs_from(codes, &images, &tokens);
+    given.apply(&mut pairs);
+    Ok(pairs)
+}
+
+fn js(e: &mxq::Error) -> JsError {
+    JsError::new(&e.to_string())
 }
 
 /// A panic aborts the wasm instance and the worker sees only "unreachable": post the panic's

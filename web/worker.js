@@ -76,7 +76,7 @@ async function needCaptioner() {
 async function caption({ id, image }) {
   await needCaptioner();
   const start = performance.now();
-  const text = await demo.caption(image, 0, 0);
+  const text = await demo.caption(image);
   postMessage({ type: 'captioned', id, caption: text, ms: performance.now() - start });
 }
 

@@ -38,6 +38,11 @@ impl Encoder {
     }
 }
 
+/// The temperature captions are drawn at unless told otherwise (`mxq caption`, `mxq eval
+/// --captioner`, the page's "caption this"): 0, the most likely codes, so an image gets the
+/// same caption every time.
+pub const CAPTION_TEMPERATURE: f32 = 0.0;
+
 /// The largest mean difference between the bundle's codebook and a stage-1 file's that still
 /// counts as the same codebook, relative to the codebook's mean magnitude: int8 storage of
 /// the same weights differs by well under 1%; another training run by far more.

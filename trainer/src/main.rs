@@ -21,7 +21,7 @@ use mxq::data::{Digits, Fitted, Pair, PairSet, read_pairs, read_pairs_fitted};
 use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
-use mxq::sample::conditional::{Encoder, Given};
+use mxq::sample::conditional::{CAPTION_TEMPERATURE, Encoder, Given};
 use mxq::train::{
     self, ConfigSource, EpochMetrics, PriorSetup, Progress, Run, Schedule, Stage1Setup, StepReport, TrainOptions,
 };
@@ -414,7 +414,7 @@ struct CaptionArgs {
     encoder: EncoderArgs,
     /// Sample the caption codes at this temperature (image i from seed --seed + i) instead
     /// of taking the most likely ones (0, the default: the same caption every time).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = CAPTION_TEMPERATURE)]
     temperature: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -739,8 +739,8 @@ fn judge_captioner(a: &EvalArgs, path: &Path, judge: &Judge, test: &TestSplit) -
     let device = cpu();
     let captioner = load_bundle(path, &a.load)?;
     let encoder = load_encoder(&captioner, &a.encoder.stage1)?;
-    let greedy = SampleOptions { temperature: 0.0, seed: a.sample.seed, ..SampleOptions::default() };
-    Ok(protocol::judge_completed(judge, &captioner, &encoder, Half::Image, a.count, greedy, test, &device)?)
+    let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, seed: a.sample.seed, ..SampleOptions::default() };
+    Ok(protocol::judge_completed(judge, &captioner, &encoder, Half::Image, a.count, opts, test, &device)?)
 }
 
 fn eval(a: EvalArgs) -> Result<()> {

@@ -7,7 +7,7 @@
 
 use burn::prelude::*;
 use mxq::bundle::{Bundle, LoadOptions};
-use mxq::sample::conditional::{Encoder, Given};
+use mxq::sample::conditional::{CAPTION_TEMPERATURE, Encoder, Given};
 use mxq::sample::{GeneratedPair, SampleOptions, Sampling, batches};
 use wasm_bindgen::prelude::*;
 
@@ -72,14 +72,13 @@ impl Demo {
 
     /// The caption the captioner gives an encoded image (PNG, JPEG, …; other sizes resized
     /// as in training): the image's codes with the caption masked, then the text codes drawn
-    /// greedily at temperature 0 (else sampled from `seed`), as `mxq caption` does.
-    pub async fn caption(&self, image: Vec<u8>, temperature: f32, seed: u32) -> Result<String, JsError> {
+    /// as `mxq caption` draws them by default ([`CAPTION_TEMPERATURE`]: the most likely).
+    pub async fn caption(&self, image: Vec<u8>) -> Result<String, JsError> {
         let (Some(captioner), Some(encoder)) = (&self.captioner, &self.encoder) else {
             return Err(JsError::new("captioning needs the stage-1 file and the captioner: load both first"));
         };
         let rgb = mxq::data::pairs::decode_image(&image, "the image to caption").map_err(|e| js(&e))?;
-        let opts = SampleOptions { temperature, seed: seed as u64, ..SampleOptions::default() };
-        captioner.check_options(&opts).map_err(|e| js(&e))?;
+        let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, ..SampleOptions::default() };
         let given = captioner.given_image(encoder, &rgb, &mxq::cpu()).map_err(|e| js(&e))?;
         let mut pairs = sample_pairs(captioner, &self.device, 1, opts, &given, |_| Ok(())).await?;
         Ok(pairs.remove(0).caption)

@@ -189,7 +189,7 @@ fn a_caption_is_drawn_and_a_card_captioned_as_natively() {
     let captioner = load(&captioner, &device, LoadOptions::default()).unwrap();
     let encoder = captioner.encoder(load_stage1(&stage1, &device).unwrap()).unwrap();
     let given = captioner.given_image(&encoder, &drawn[0].rgb, &device).unwrap();
-    let greedy = SampleOptions { temperature: 0.0, ..SampleOptions::default() };
-    let native = captioner.generate_from(&given, 1, 1, greedy, &device).remove(0).caption;
+    let opts = SampleOptions { temperature: mxq::sample::conditional::CAPTION_TEMPERATURE, ..SampleOptions::default() };
+    let native = captioner.generate_from(&given, 1, 1, opts, &device).remove(0).caption;
     assert_eq!(on_page.as_str(), Some(native.as_str()), "page vs native caption of the first card");
 }

@@ -8,7 +8,7 @@
 //! and the prior as int8.
 //!
 //! One folder per layer, each importing only the layers before it (a test checks this):
-//! 1. the base: [`config`], [`error`], [`rng`], [`weights`];
+//! 1. the base: [`config`], [`device`], [`error`], [`rng`], [`weights`];
 //! 2. [`data`]: Caption MNIST, pairs folders, tokenizer, masking, batching;
 //! 3. [`model`]: the modules of both stages;
 //! 4. [`kernels`]: the CPU sampling kernels and the packed prior;
@@ -17,6 +17,7 @@
 //! 7. [`eval`] and [`train`], which do not import each other.
 
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod rng;
 pub mod weights;

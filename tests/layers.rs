@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 /// Rank of a layer; modules of the crate root (`lib.rs`) count as the base.
 fn rank(layer: &str) -> Option<usize> {
     Some(match layer {
-        "config" | "error" | "rng" | "weights" | "Error" | "MxqConfig" | "cpu" | "on_cpu_pool" => 0,
+        "config" | "device" | "error" | "rng" | "weights" | "Error" | "MxqConfig" | "cpu" | "on_cpu_pool" => 0,
         "data" => 1,
         "model" => 2,
         "kernels" => 3,

@@ -8,6 +8,7 @@
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
+use burn::prelude::Device;
 
 use crate::Error;
 use crate::config::MxqConfig;
@@ -92,6 +93,21 @@ pub(crate) fn start_state(
         files: Vec::new(),
     };
     Ok((state, false))
+}
+
+/// A new model drawn from `seed`, the same on every device: burn draws initial weights with
+/// each device's own generator, so they are drawn on the CPU and loaded onto `device` (a CPU
+/// run and a GPU run from one seed then start from one model). `device` is seeded too, for
+/// what it draws itself (dropout masks).
+pub(crate) fn init_model<M: Module>(seed: u64, device: &Device, new: impl Fn(&Device) -> M) -> M {
+    let cpu = crate::cpu();
+    cpu.seed(seed);
+    let drawn = new(&cpu).into_record();
+    // `new` draws some weights eagerly: the model that takes the record is made after the
+    // CPU's draw, and the device is seeded after both
+    let model = new(device).try_load_record(drawn).expect("a model's record fits a model of its config");
+    device.seed(seed);
+    model
 }
 
 /// Runs `stage` from `state` (resuming the checkpoint's weights, optimizer and stage state

@@ -14,7 +14,7 @@ use crate::model::mxq_vae::MxqVae;
 use crate::model::prior::Prior;
 use crate::rng::{Rng, Stream};
 use crate::train::checkpoint::{Checkpoint, TrainState};
-use crate::train::fit::{Progress, Stage, fit, start_state};
+use crate::train::fit::{Progress, Stage, fit, init_model, start_state};
 use crate::train::metrics::StepMetrics;
 use crate::train::options::TrainOptions;
 
@@ -139,8 +139,7 @@ pub fn train_prior(
 ) -> Result<Prior, Error> {
     let ckpt = Checkpoint::new(dir);
     let (state, resume) = start_state(&ckpt, PriorStep::NAME, config, tokenizer, options)?;
-    device.seed(state.options.seed);
-    let model = Prior::for_config(&state.config, device);
+    let model = init_model(state.options.seed, device, |d| Prior::for_config(&state.config, d));
     let sequences = sequences.in_prior_order(&state.config);
     let prior = &state.config.prior;
     let mut stage =

@@ -15,7 +15,7 @@ use crate::model::codebook_upkeep::{CodeCounts, seed_codebook};
 use crate::model::mxq_vae::MxqVae;
 use crate::rng::{Rng, Stream};
 use crate::train::checkpoint::{Checkpoint, TrainState};
-use crate::train::fit::{Progress, Stage, fit, start_state};
+use crate::train::fit::{Progress, Stage, fit, init_model, start_state};
 use crate::train::metrics::StepMetrics;
 use crate::train::options::TrainOptions;
 
@@ -134,8 +134,7 @@ pub fn train_stage1(
 ) -> Result<MxqVae, Error> {
     let ckpt = Checkpoint::new(dir);
     let (state, resume) = start_state(&ckpt, Stage1Step::NAME, config, tokenizer, options)?;
-    device.seed(state.options.seed);
-    let model = MxqVae::new(&state.config.stage1, device);
+    let model = init_model(state.options.seed, device, |d| MxqVae::new(&state.config.stage1, d));
     let mut stage = Stage1Step::new(data, &state.config, &state.options, device);
     fit(model, &mut stage, state, &ckpt, resume, progress)
 }

@@ -18,6 +18,7 @@ use serde_json::json;
 use mxq::bundle::{self, Generator, Precision};
 use mxq::data::PairSet;
 use mxq::data::tokenizer::CaptionTokenizer;
+use mxq::device::DeviceChoice;
 use mxq::model::mxq_vae::MxqVae;
 use mxq::model::prior::Prior;
 use mxq::rng::{Rng, Stream};
@@ -25,7 +26,7 @@ use mxq::sample::SampleOptions;
 use mxq::train::{CodeSequences, PriorStep, Stage, Stage1Step, TrainOptions};
 use mxq::{MxqConfig, cpu};
 
-use crate::LoadArgs;
+use crate::{DeviceArgs, LoadArgs};
 
 const MEASURES: [&str; 6] =
     ["stage1_train", "prior_train", "sample1_f32", "sample16_f32", "sample1_int8", "sample16_int8"];
@@ -48,6 +49,9 @@ pub struct BenchArgs {
     /// or `--features openblas`, then with OpenBLAS matmuls).
     #[arg(long, default_value = "flex")]
     backend: String,
+    /// Where to measure (--backend picks the CPU's backend).
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[command(flatten)]
     load: LoadArgs,
     /// Internal: run one measure in this process.
@@ -68,6 +72,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         for measure in MEASURES {
             let out = std::process::Command::new(&exe)
                 .args(["bench", "--only", measure, "--presets", preset, "--backend", &a.backend])
+                .args(["--device", &a.device.device.to_string()])
                 .args(["--batch", &a.batch.to_string(), "--steps", &a.steps.to_string(), "--runs", &a.runs.to_string()])
                 .args(a.load.no_packed_kernels.then_some("--no-packed-kernels"))
                 .output()?;
@@ -131,11 +136,15 @@ fn time_steps<M: burn::module::Module, S: Stage<M>>(
 
 fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json::Value> {
     let mut config = MxqConfig::preset(preset)?;
-    let device = match a.backend.as_str() {
-        "flex" => cpu(),
+    let (device, backend) = match (a.device.device, a.backend.as_str()) {
+        (DeviceChoice::Cpu, "flex") => (cpu(), a.backend.clone()),
         #[cfg(feature = "ndarray")]
-        "ndarray" => Device::ndarray(),
-        other => bail!("backend {other} is not in this build (flex; ndarray with --features ndarray)"),
+        (DeviceChoice::Cpu, "ndarray") => (Device::ndarray(), a.backend.clone()),
+        (DeviceChoice::Cpu, other) => {
+            bail!("backend {other} is not in this build (flex; ndarray with --features ndarray)")
+        }
+        (other, "flex") => (a.device.start()?, other.to_string()),
+        (other, backend) => bail!("--backend {backend} is a CPU backend: it does not go with --device {other}"),
     };
     let mut rng = Rng::new(0, Stream::Bench);
     let opts = TrainOptions { batch_size: a.batch, ..TrainOptions::default() };
@@ -207,7 +216,7 @@ fn measure_one(preset: &str, measure: &str, a: &BenchArgs) -> Result<serde_json:
     Ok(json!({
         "preset": preset, "figure": figure, "value": value, "unit": unit,
         "batch": if figure.contains("train") { a.batch } else { 0 },
-        "vocab": s.text.vocab_size, "codebook": s.codebook.size, "backend": a.backend, "kernels": kernels,
+        "vocab": s.text.vocab_size, "codebook": s.codebook.size, "backend": backend, "kernels": kernels,
         "timed": timed_what, "peak_rss_mb": peak_rss_mb(),
     }))
 }

@@ -11,13 +11,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use burn::prelude::Device;
 use mxq::bundle::{self, Bundle, LoadOptions, Precision};
 use mxq::config::SequenceOrder;
-use mxq::cpu;
 use mxq::data::caption_mnist::{self, CaptionMnist, TRAIN_DIGITS};
 use mxq::data::masking::Half;
 use mxq::data::tokenizer::CaptionTokenizer;
 use mxq::data::{Digits, Fitted, Pair, PairSet, read_pairs, read_pairs_fitted};
+use mxq::device::DeviceChoice;
 use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
@@ -63,6 +64,27 @@ struct MnistArgs {
     /// Folder with the MNIST IDX files (the 10k set or the full 60k files).
     #[arg(long, default_value_os_t = repo_path("data/mnist"))]
     mnist: PathBuf,
+}
+
+/// Where a command trains or runs.
+#[derive(Args)]
+pub struct DeviceArgs {
+    /// cpu, wgpu (the adapter wgpu prefers: Vulkan, Metal or DX12; printed), or cuda[:N]
+    /// (a build with `--features cuda`). Runs, checkpoints and bundles are the same files on
+    /// every device: a run may start on one and resume on another.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+}
+
+impl DeviceArgs {
+    /// Starts the device, saying which it is where it is not the CPU.
+    pub fn start(&self) -> Result<Device> {
+        let (device, what) = self.device.init()?;
+        if self.device != DeviceChoice::Cpu {
+            eprintln!("device: {what}");
+        }
+        Ok(device)
+    }
 }
 
 /// How codes are drawn from the prior.
@@ -130,6 +152,8 @@ struct EvalArgs {
     sample: SampleArgs,
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Also (or only) report this run's stage-1 reconstruction of --count real test pairs:
     /// the reconstructed pairs judged (the ceiling its decoders set for generated pairs),
     /// each reconstructed half against the other's original, image MSE/PSNR, token accuracy,
@@ -226,6 +250,8 @@ struct TrainArgs {
     /// Run folder: holds tokenizer.json, stage1/ and prior/ (checkpoints, metrics.jsonl).
     #[arg(long)]
     run: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
     #[arg(long, default_value_t = TrainOptions::default().epochs)]
     epochs: usize,
     /// Pairs per step [default: 32; a --resume: the run's].
@@ -376,6 +402,8 @@ struct GenerateArgs {
     bundle: PathBuf,
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     #[arg(long, default_value_t = 16)]
     count: usize,
     #[command(flatten)]
@@ -411,6 +439,8 @@ struct CaptionArgs {
     #[command(flatten)]
     load: LoadArgs,
     #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
     encoder: EncoderArgs,
     /// Sample the caption codes at this temperature (image i from seed --seed + i) instead
     /// of taking the most likely ones (0, the default: the same caption every time).
@@ -442,9 +472,30 @@ fn repo_path(rel: &str) -> PathBuf {
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    // burn makes a tensor that is given no device on its default one (burn 0.22's optimizer
+    // restores its state there on --resume), which is the GPU once wgpu is compiled in:
+    // BURN_DEVICE, burn's own switch for it, makes that default the device this run uses.
+    // SAFETY: set before this process starts any thread.
+    unsafe { std::env::set_var("BURN_DEVICE", cli.command.device().burn_name()) };
+    if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+impl Command {
+    /// The device the command runs on (the CPU for those without --device).
+    fn device(&self) -> DeviceChoice {
+        match self {
+            Self::Train(TrainCommand::Stage1(a)) => a.train.device.device,
+            Self::Train(TrainCommand::Prior(a)) => a.train.device.device,
+            Self::Generate(a) => a.device.device,
+            Self::Caption(a) => a.device.device,
+            Self::Eval(a) => a.device.device,
+            Self::Bench(a) => a.device.device,
+            _ => DeviceChoice::Cpu,
+        }
     }
 }
 
@@ -463,16 +514,16 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Reads and loads a bundle file.
-fn load_bundle(path: &Path, load: &LoadArgs) -> Result<Bundle> {
+/// Reads and loads a bundle file onto `device`.
+fn load_bundle(path: &Path, load: &LoadArgs, device: &Device) -> Result<Bundle> {
     let bytes = mxq::error::read_bounded(path, bundle::MAX_BUNDLE_BYTES).context("reading the bundle")?;
-    bundle::load(&bytes, &cpu(), load.options()).with_context(|| format!("loading {}", path.display()))
+    bundle::load(&bytes, device, load.options()).with_context(|| format!("loading {}", path.display()))
 }
 
-/// Reads a stage-1 file and pairs it with `bundle` as its encoder.
-fn load_encoder(bundle: &Bundle, path: &Path) -> Result<Encoder> {
+/// Reads a stage-1 file onto `device` and pairs it with `bundle` as its encoder.
+fn load_encoder(bundle: &Bundle, path: &Path, device: &Device) -> Result<Encoder> {
     let bytes = mxq::error::read_bounded(path, bundle::MAX_BUNDLE_BYTES).context("reading the stage-1 file")?;
-    let stage1 = bundle::load_stage1(&bytes, &cpu()).with_context(|| format!("loading {}", path.display()))?;
+    let stage1 = bundle::load_stage1(&bytes, device).with_context(|| format!("loading {}", path.display()))?;
     bundle.encoder(stage1).with_context(|| format!("{}", path.display()))
 }
 
@@ -545,7 +596,8 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
     );
     let (mut on_step, mut on_epoch, bar) = reporters(opts.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
-    train::train_stage1(&run.stage1_dir(), &config, &tokenizer, &data, &opts, &cpu().autodiff(), progress)?;
+    let device = t.device.start()?;
+    train::train_stage1(&run.stage1_dir(), &config, &tokenizer, &data, &opts, &device.autodiff(), progress)?;
     bar.finish();
     Ok(())
 }
@@ -553,7 +605,7 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
 fn train_prior(a: PriorArgs) -> Result<()> {
     let t = &a.train;
     let run = Run::new(&t.run);
-    let device = cpu();
+    let device = t.device.start()?;
     let (vae, state) = run.stage1(&device)?;
     let setup =
         PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width, unconditional: a.unconditional };
@@ -613,9 +665,9 @@ fn bar(len: u64, unit: &str) -> ProgressBar {
 fn export(a: ExportArgs) -> Result<()> {
     let precision = if a.f32 { Precision::F32 } else { Precision::Int8 };
     let bytes = if a.stage1 {
-        Run::new(&a.run).export_stage1(precision, &cpu())?
+        Run::new(&a.run).export_stage1(precision, &mxq::cpu())?
     } else {
-        let (generator, config, tokenizer) = Run::new(&a.run).generator(&cpu())?;
+        let (generator, config, tokenizer) = Run::new(&a.run).generator(&mxq::cpu())?;
         bundle::export(&generator, &config, &tokenizer, precision)?
     };
     mxq::error::write_atomic(&a.out, &bytes)?;
@@ -625,8 +677,9 @@ fn export(a: ExportArgs) -> Result<()> {
 
 fn import(a: ImportArgs) -> Result<()> {
     let bytes = mxq::error::read_bounded(&a.stage1, bundle::MAX_BUNDLE_BYTES).context("reading the stage-1 file")?;
-    let state =
-        Run::new(&a.run).import_stage1(&bytes, &cpu()).with_context(|| format!("importing {}", a.stage1.display()))?;
+    let state = Run::new(&a.run)
+        .import_stage1(&bytes, &mxq::cpu())
+        .with_context(|| format!("importing {}", a.stage1.display()))?;
     println!(
         "{}: stage 1 of preset {} ({} steps, {} epochs) imported; train a prior with `mxq train prior --run {}`",
         a.run.display(),
@@ -646,12 +699,12 @@ fn generate(a: GenerateArgs) -> Result<()> {
     if a.grid.is_some() && a.count > MAX_GRID {
         bail!("--grid holds at most {MAX_GRID} pairs, not {}", a.count);
     }
-    let device = cpu();
-    let bundle = load_bundle(&a.bundle, &a.load)?;
+    let device = a.device.start()?;
+    let bundle = load_bundle(&a.bundle, &a.load, &device)?;
     let opts = a.sample.options_for(&bundle);
     bundle.check_options(&opts)?;
     let given = match &a.caption {
-        Some(caption) => bundle.given_caption(&load_encoder(&bundle, &a.encoder.stage1)?, caption, &device)?,
+        Some(caption) => bundle.given_caption(&load_encoder(&bundle, &a.encoder.stage1, &device)?, caption, &device)?,
         None => Given::default(),
     };
     let mut out = mxq::data::PairWriter::create(&a.out, a.force)?;
@@ -685,10 +738,10 @@ fn generate(a: GenerateArgs) -> Result<()> {
 
 fn caption(a: CaptionArgs) -> Result<()> {
     let opts = SampleOptions { temperature: a.temperature, seed: a.seed, ..SampleOptions::default() };
-    let device = cpu();
-    let bundle = load_bundle(&a.bundle, &a.load)?;
+    let device = a.device.start()?;
+    let bundle = load_bundle(&a.bundle, &a.load, &device)?;
     bundle.check_options(&opts)?;
-    let encoder = load_encoder(&bundle, &a.encoder.stage1)?;
+    let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
     // every image is read before the first is captioned: a bad one fails the run up front
     let images = a.images.iter().map(|path| mxq::data::pairs::load_image(path)).collect::<Result<Vec<_>, _>>()?;
     let mut stdout = std::io::stdout().lock();
@@ -715,12 +768,13 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
     let (train, test) = (digits.subset(0..TRAIN_DIGITS), digits.subset(TRAIN_DIGITS..digits.len()));
     let bar = ProgressBar::new(a.epochs as u64)
         .with_style(ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} ETA {eta}")?);
-    let classifier = digit_classifier::train(&train, a.epochs, a.seed, &cpu().autodiff(), &mut |epoch, loss| {
-        bar.set_position(epoch as u64 + 1);
-        bar.set_message(format!("loss {loss:.4}"));
-    });
+    let device = mxq::cpu();
+    let classifier =
+        digit_classifier::train(&train, a.epochs, a.seed, &device.clone().autodiff(), &mut |epoch, loss| {
+            bar.set_position(epoch as u64 + 1);
+            bar.set_message(format!("loss {loss:.4}"));
+        });
     bar.finish();
-    let device = cpu();
     let accuracy = digit_classifier::accuracy(&classifier, &test, &device);
     let judge = Judge::new(classifier, accuracy, &device);
     mxq::error::write_atomic(&a.out, &judge.to_bytes()?)?;
@@ -735,18 +789,17 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
 }
 
 /// `mxq eval --captioner`: the first --count test images captioned greedily, judged.
-fn judge_captioner(a: &EvalArgs, path: &Path, judge: &Judge, test: &TestSplit) -> Result<Scores> {
-    let device = cpu();
-    let captioner = load_bundle(path, &a.load)?;
-    let encoder = load_encoder(&captioner, &a.encoder.stage1)?;
+fn judge_captioner(a: &EvalArgs, path: &Path, judge: &Judge, test: &TestSplit, device: &Device) -> Result<Scores> {
+    let captioner = load_bundle(path, &a.load, device)?;
+    let encoder = load_encoder(&captioner, &a.encoder.stage1, device)?;
     let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, seed: a.sample.seed, ..SampleOptions::default() };
-    Ok(protocol::judge_completed(judge, &captioner, &encoder, Half::Image, a.count, opts, test, &device)?)
+    Ok(protocol::judge_completed(judge, &captioner, &encoder, Half::Image, a.count, opts, test, device)?)
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
     a.sample.options().check()?;
     mxq::sample::check_counts(a.count, 1)?;
-    let device = cpu();
+    let device = a.device.start()?;
     let bytes = mxq::error::read_bounded(&a.judge, bundle::MAX_BUNDLE_BYTES).context("reading the judge")?;
     let judge = Judge::from_bytes(bytes, &device).with_context(|| format!("{}", a.judge.display()))?;
     let test = TestSplit::load(&a.mnist.mnist)?;
@@ -756,11 +809,11 @@ fn eval(a: EvalArgs) -> Result<()> {
     let (judged, report) = match (&a.pairs, &a.bundle) {
         (Some(dir), _) => (Some(protocol::judge_pairs(&judge, &read_pairs(dir)?, &test, train.as_ref())?), None),
         (None, Some(path)) => {
-            let bundle = load_bundle(path, &a.load)?;
+            let bundle = load_bundle(path, &a.load, &device)?;
             let opts = a.sample.options_for(&bundle);
             bundle.check_options(&opts)?;
             if a.drawn {
-                let encoder = load_encoder(&bundle, &a.encoder.stage1)?;
+                let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
                 drawn = Some(protocol::judge_completed(
                     &judge,
                     &bundle,
@@ -773,12 +826,12 @@ fn eval(a: EvalArgs) -> Result<()> {
                 )?);
             }
             if let Some(captioner) = &a.captioner {
-                captioned = Some(judge_captioner(&a, captioner, &judge, &test)?);
+                captioned = Some(judge_captioner(&a, captioner, &judge, &test, &device)?);
             }
             (None, Some(protocol::judge_bundle(&judge, &bundle, a.count, opts, &test, train.as_ref(), &device)?))
         }
         (None, None) if a.captioner.is_some() => {
-            captioned = Some(judge_captioner(&a, a.captioner.as_deref().unwrap(), &judge, &test)?);
+            captioned = Some(judge_captioner(&a, a.captioner.as_deref().unwrap(), &judge, &test, &device)?);
             (None, None)
         }
         (None, None) if a.run.is_some() => (None, None),

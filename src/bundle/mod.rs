@@ -3,8 +3,8 @@
 //! version — readable from Python too (`safetensors.safe_open`). Weights are int8 blocks
 //! ([`crate::kernels::int8`]) or f32; the file layout is [`format`].
 //!
-//! Loading dequantizes to f32 and hands the tensors to burn-store. Natively on a CPU with
-//! AVX-512 it also packs the prior for the sampling kernels
+//! Loading dequantizes to f32 and hands the tensors to burn-store. On the CPU device (natively
+//! only where the CPU has AVX-512) it also packs the prior for the sampling kernels
 //! ([`crate::kernels::packed_prior`]) unless [`LoadOptions::packed_kernels`] says not to.
 
 pub mod format;
@@ -155,13 +155,20 @@ fn load_checked<M: Module>(module: &mut M, weights: Vec<u8>, parameters: usize) 
     crate::weights::load_weights(module, weights)
 }
 
-/// Whether the packed kernels run on `device`: the native CPU device on a CPU with AVX-512.
+/// Whether the packed kernels run on `device`: natively, the CPU device on a CPU with
+/// AVX-512 (without it burn's AVX2 GEMM is faster than the plain loops); in other builds (the
+/// page's wasm) the CPU device, where the plain loops beat burn's generic layers
+/// (README, "The page").
 fn packs_on(device: &Device) -> bool {
     #[cfg(feature = "native")]
     {
         crate::kernels::avx512_available() && *device == crate::cpu()
     }
-    #[cfg(not(feature = "native"))]
+    #[cfg(all(not(feature = "native"), feature = "flex"))]
+    {
+        *device == crate::cpu()
+    }
+    #[cfg(not(feature = "flex"))]
     {
         let _ = device;
         false

@@ -7,8 +7,8 @@
 //! (enough independent sums to hide the FMA latency; 1–2 rows also split `k` in two
 //! interleaved halves), with 7–16 rows one 16-column strip keeps every row's sum in an
 //! AVX-512 register. Sums are FMAs in a different order than burn's GEMM, so results match
-//! burn's `Linear` to float rounding, not bit for bit. Without AVX-512 the same packed
-//! weights run a plain reference loop (the tests compare both).
+//! burn's `Linear` to float rounding, not bit for bit. Without AVX-512 (in the browser's wasm,
+//! for one) the same packed weights run a plain loop (the tests compare both).
 
 use crate::kernels::Simd;
 
@@ -138,8 +138,10 @@ impl PackedLinear {
             }
             for i in 0..m {
                 let xv = x[i * k + r];
+                // a multiply and an add, not `mul_add`: without hardware FMA (wasm, where
+                // this loop runs on the page) `mul_add` is a software routine per element
                 for (a, w) in acc[i * GROUP..][..GROUP].iter_mut().zip(&wrow) {
-                    *a = xv.mul_add(*w, *a);
+                    *a += xv * *w;
                 }
             }
         }

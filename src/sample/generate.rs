@@ -6,7 +6,7 @@ use burn::prelude::*;
 use crate::Error;
 use crate::bundle::Bundle;
 use crate::data::batch::to_rgb;
-use crate::kernels::packed_prior::MAX_ROWS;
+use crate::kernels::packed_prior::{MAX_ROWS, PackedPrior};
 use crate::sample::conditional::Given;
 use crate::sample::sampler::{DEFAULT_GUIDANCE, SampleOptions, sample_codes};
 
@@ -94,6 +94,14 @@ impl Bundle {
         self.generate_from(&Given::default(), count, batch, opts, device)
     }
 
+    /// The packed prior, where the bundle has one ([`crate::bundle::load`] packs it on the
+    /// CPU) and a batch of `n` sequences is small enough to gain ([`MAX_ROWS`] rows; guidance
+    /// runs each sequence's unconditional twin beside it); otherwise burn's layers sample.
+    pub fn packed_for(&self, n: usize, opts: &SampleOptions) -> Option<&PackedPrior> {
+        let rows = if opts.guidance != 1.0 { 2 * n } else { n };
+        self.packed_prior.as_ref().filter(|_| rows <= MAX_ROWS)
+    }
+
     /// [`Self::generate`] from what is `given`, e.g. a caption ([`Bundle::given_caption`]).
     pub fn generate_from(
         &self,
@@ -125,12 +133,10 @@ impl Bundle {
         let length = self.config.stage1.sequence_length();
         crate::on_cpu_pool(|| {
             for (n, opts) in batches(count, batch, opts) {
-                // guidance runs each sequence's unconditional twin beside it
-                let rows = if opts.guidance != 1.0 { 2 * n } else { n };
                 let (first, prefix) = (self.config.first_part(), &given.prefix);
-                let codes = match &self.packed_prior {
-                    Some(packed) if rows <= MAX_ROWS => sample_codes(packed, n, length, first, prefix, opts, device),
-                    _ => sample_codes(&self.generator.prior, n, length, first, prefix, opts, device),
+                let codes = match self.packed_for(n, &opts) {
+                    Some(packed) => sample_codes(packed, n, length, first, prefix, opts, device),
+                    None => sample_codes(&self.generator.prior, n, length, first, prefix, opts, device),
                 };
                 let mut pairs = self.decode_codes(self.unified_codes(codes), device);
                 given.apply(&mut pairs);

@@ -8,6 +8,7 @@
 use burn::prelude::*;
 use mxq::bundle::{Bundle, LoadOptions};
 use mxq::sample::conditional::{CAPTION_TEMPERATURE, Encoder, Given};
+use mxq::sample::sampler::CachedPrior;
 use mxq::sample::{GeneratedPair, SampleOptions, Sampling, batches};
 use wasm_bindgen::prelude::*;
 
@@ -170,16 +171,39 @@ impl Demo {
 
 /// Samples `n` sequences from `bundle`'s prior, starting from what is `given`, and decodes
 /// them (every read-back awaited); `on_step` gets the codes so far in stage 1's order after
-/// each prior step ([`NOT_DRAWN`] where not drawn yet).
+/// each prior step ([`NOT_DRAWN`] where not drawn yet). On the CPU the prior runs on the
+/// packed kernels where the bundle has them, as natively ([`Bundle::packed_for`]).
 async fn sample_pairs(
     bundle: &Bundle,
     device: &Device,
     n: usize,
     opts: SampleOptions,
     given: &Given,
-    mut on_step: impl FnMut(&[u32]) -> Result<(), JsError>,
+    on_step: impl FnMut(&[u32]) -> Result<(), JsError>,
 ) -> Result<Vec<GeneratedPair>, JsError> {
-    let (prior, config) = (&bundle.generator.prior, &bundle.config);
+    let codes = match bundle.packed_for(n, &opts) {
+        Some(packed) => draw_codes(packed, bundle, device, n, opts, given, on_step).await?,
+        None => draw_codes(&bundle.generator.prior, bundle, device, n, opts, given, on_step).await?,
+    };
+    let codes = bundle.unified_codes(codes);
+    let (images, tokens) = bundle.decode_tensors(&codes, device);
+    let (images, tokens) = (read_f32(images).await?, read_ints(tokens).await?);
+    let mut pairs = bundle.pairs_from(codes, &images, &tokens);
+    given.apply(&mut pairs);
+    Ok(pairs)
+}
+
+/// The prior's steps for [`sample_pairs`] on `prior` (burn's layers or the packed kernels).
+async fn draw_codes<P: CachedPrior>(
+    prior: &P,
+    bundle: &Bundle,
+    device: &Device,
+    n: usize,
+    opts: SampleOptions,
+    given: &Given,
+    mut on_step: impl FnMut(&[u32]) -> Result<(), JsError>,
+) -> Result<Vec<Vec<u32>>, JsError> {
+    let config = &bundle.config;
     let mut sampling = Sampling::new(prior, n, config.stage1.sequence_length(), opts)
         .with_prefix(&given.prefix)
         .guided(config.first_part());
@@ -193,12 +217,7 @@ async fn sample_pairs(
             .collect();
         on_step(&so_far)?;
     }
-    let codes = bundle.unified_codes(sampling.into_codes());
-    let (images, tokens) = bundle.decode_tensors(&codes, device);
-    let (images, tokens) = (read_f32(images).await?, read_ints(tokens).await?);
-    let mut pairs = bundle.pairs_from(codes, &images, &tokens);
-    given.apply(&mut pairs);
-    Ok(pairs)
+    Ok(sampling.into_codes())
 }
 
 fn js(e: &mxq::Error) -> JsError {

@@ -2,7 +2,8 @@
 //! pairs/s for batches of 1 and 16 on the page's CPU path and on WebGPU (SwiftShader in a
 //! headless Chromium here), beside the native CPU for the same batches. Prints JSON lines.
 //!
-//! `trunk build --release` first (scripts/bench-page does both).
+//! `trunk build --release` first (scripts/bench-page does both). Arguments `cpu` or `webgpu`
+//! measure only that backend of the page.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -50,7 +51,8 @@ fn main() {
         LoadOptions::default(),
     )
     .unwrap();
-    let opts = SampleOptions { temperature: 0.7, top_k: 0, top_p: 1.0, seed: 1, ..SampleOptions::default() };
+    // the page's defaults (the bundle's temperature and guidance), seed 1 as on the page
+    let opts = SampleOptions { seed: 1, ..bundle.default_options() };
     bundle.generate(2, 2, opts, &device); // warm-up
     for &(batch, count) in RUNS {
         let start = Instant::now();
@@ -63,7 +65,12 @@ fn main() {
     }
 
     let base = serve(vec![]);
+    // the page's backends to measure: arguments `cpu`, `webgpu` (both without arguments)
+    let only: Vec<String> = std::env::args().skip(1).collect();
     for (name, webgpu) in [("cpu", false), ("webgpu", true)] {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
         let browser = browser(webgpu);
         // load + the first pair (batch 1) straight after the bundle arrives
         let tab = open(&browser, &format!("{base}/index.html?backend={name}&count=1&batch=1&seed=1&autorun=1"));

@@ -154,6 +154,32 @@ fn the_embed_page_generates_in_its_frame() {
     screenshot(&tab, "embed");
 }
 
+/// A second visit in the same browser profile transfers almost nothing before its first pair
+/// from a host that sends validators (the test server sends `ETag`s and answers
+/// `If-None-Match` with 304): the wasm and the bundle come from the HTTP cache.
+#[test]
+#[ignore = "needs Chromium and a built page (scripts/test)"]
+fn a_second_visit_transfers_almost_nothing_before_its_first_pair() {
+    let (base, log) = harness::serve_logged(vec![]);
+    let sent = |path: &str| log.lock().unwrap().iter().filter(|s| s.path == path).map(|s| s.bytes).sum::<usize>();
+    let browser = browser(false);
+    let url = format!("{base}/index.html?backend=cpu&count=1&batch=1&seed=1&autorun=1");
+    let tab = open(&browser, &url);
+    wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
+    assert_eq!(sent("assets/demo.mxq.safetensors"), demo_bundle().len(), "the first visit downloads the bundle");
+    assert!(sent("mxq-web_bg.wasm") > 1_000_000, "the first visit downloads the wasm: {:?}", log.lock().unwrap());
+    let first_visit = cards(&tab, "document");
+    log.lock().unwrap().clear();
+    let tab = open(&browser, &url);
+    wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
+    let second: Vec<harness::Served> = log.lock().unwrap().clone();
+    let bytes: usize = second.iter().map(|s| s.bytes).sum();
+    assert!(bytes <= 100_000, "the second visit transferred {bytes} bytes: {second:?}");
+    eprintln!("second visit: {bytes} bytes of bodies in {} responses: {second:?}", second.len());
+    let codes = |cards: &[harness::Card]| cards.iter().map(|c| c.codes()).collect::<Vec<_>>();
+    assert_eq!(codes(&cards(&tab, "document")), codes(&first_visit), "the cached page makes the same pair");
+}
+
 /// The conditional modes on the CPU path: `?caption=…` draws images for the caption (the
 /// worker fetches the stage-1 file then), the same codes as natively; "caption this" on a
 /// card captions its image with the captioner (fetched then), the same caption as natively.

@@ -37,12 +37,30 @@ fn mime(path: &str) -> &'static str {
     }
 }
 
+/// One response of [`serve_logged`]'s server: the path, the status and the body's bytes.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub path: String,
+    pub status: u16,
+    pub bytes: usize,
+}
+
 /// Serves `dist/` on 127.0.0.1 (a free port) from a background thread, plus extra files
 /// held in memory (broken bundles for the error tests). Returns the base URL.
 pub fn serve(extra: Vec<(&'static str, Vec<u8>)>) -> String {
+    serve_logged(extra).0
+}
+
+/// [`serve`], as a static host with validators does it: every file carries an `ETag` (a hash of
+/// its bytes) and a request that names it in `If-None-Match` gets `304 Not Modified` with no
+/// body. Also returns the log of what was sent.
+pub fn serve_logged(extra: Vec<(&'static str, Vec<u8>)>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Served>>>) {
+    use std::hash::{Hash, Hasher};
     let dist = dist();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let server = tiny_http::Server::http("127.0.0.1:0").expect("bind a local port");
     let port = server.server_addr().to_ip().unwrap().port();
+    let sent = log.clone();
     std::thread::spawn(move || {
         for request in server.incoming_requests() {
             let path = request.url().split('?').next().unwrap_or("/").trim_start_matches('/').to_string();
@@ -52,15 +70,30 @@ pub fn serve(extra: Vec<(&'static str, Vec<u8>)>) -> String {
                 None if !path.contains("..") => std::fs::read(dist.join(&path)).ok(),
                 None => None,
             };
-            let response = match body {
-                Some(bytes) => tiny_http::Response::from_data(bytes)
-                    .with_header(tiny_http::Header::from_bytes("Content-Type", mime(&path)).unwrap()),
-                None => tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404),
+            let header = |k: &str, v: &str| tiny_http::Header::from_bytes(k, v).unwrap();
+            let (status, bytes, response) = match body {
+                Some(bytes) => {
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    bytes.hash(&mut hasher);
+                    let etag = format!("\"{:016x}\"", hasher.finish());
+                    let matches = request.headers().iter().any(|h| {
+                        h.field.equiv("If-None-Match") && h.value.as_str().split(',').any(|t| t.trim() == etag)
+                    });
+                    let (status, n, response) = if matches {
+                        (304, 0, tiny_http::Response::from_data(Vec::new()).with_status_code(304))
+                    } else {
+                        let n = bytes.len();
+                        (200, n, tiny_http::Response::from_data(bytes).with_header(header("Content-Type", mime(&path))))
+                    };
+                    (status, n, response.with_header(header("ETag", &etag)))
+                }
+                None => (404, 9, tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)),
             };
+            sent.lock().unwrap().push(Served { path, status, bytes });
             let _ = request.respond(response);
         }
     });
-    format!("http://127.0.0.1:{port}")
+    (format!("http://127.0.0.1:{port}"), log)
 }
 
 /// A fresh headless Chromium; with `webgpu`, the flags that give it SwiftShader's WebGPU

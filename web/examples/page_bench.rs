@@ -25,6 +25,12 @@ fn gzip_len(bytes: &[u8]) -> usize {
 const RUNS: &[(usize, usize)] = &[(1, 8), (16, 16)]; // (batch, pairs)
 
 fn main() {
+    // the page's backends to measure: arguments `cpu`, `webgpu` (both without arguments)
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(other) = only.iter().find(|o| !["cpu", "webgpu"].contains(&o.as_str())) {
+        eprintln!("page_bench: unknown backend {other:?} (cpu, webgpu)");
+        std::process::exit(2);
+    }
     let dist = harness::dist();
     let mut total = (0, 0);
     for file in [
@@ -65,8 +71,6 @@ fn main() {
     }
 
     let base = serve(vec![]);
-    // the page's backends to measure: arguments `cpu`, `webgpu` (both without arguments)
-    let only: Vec<String> = std::env::args().skip(1).collect();
     for (name, webgpu) in [("cpu", false), ("webgpu", true)] {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;

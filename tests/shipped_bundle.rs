@@ -37,7 +37,8 @@ fn shipped_demo_bundle_generates_pairs_deterministically() {
 fn shipped_demo_bundle_captions_parse_and_match_regions_and_colours() {
     let device = mxq::cpu();
     let bundle = common::load(&common::shipped_bundle());
-    let opts = SampleOptions { seed: 1, temperature: 0.7, top_k: 0, top_p: 1.0, guidance: 1.0 };
+    let opts =
+        SampleOptions { seed: 1, temperature: 0.7, top_k: 0, top_p: 1.0, guidance: 1.0, second_temperature: None };
     let pairs = bundle.generate(32, 16, opts, &device);
     let (mut valid, mut layout) = (0, 0);
     for p in &pairs {

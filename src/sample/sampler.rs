@@ -73,6 +73,11 @@ pub struct SampleOptions {
     /// more closely. Needs a prior trained with `prior.unconditional`.
     #[serde(default = "no_guidance")]
     pub guidance: f32,
+    /// The temperature of the codes after the first part (the image's, after the caption's,
+    /// for a caption-first prior); `None`: `temperature`. The first part's temperature sets
+    /// what is said (the captions' variety); this one how closely the rest follows it.
+    #[serde(default)]
+    pub second_temperature: Option<f32>,
 }
 
 fn no_guidance() -> f32 {
@@ -81,19 +86,30 @@ fn no_guidance() -> f32 {
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        Self { temperature: DEFAULT_TEMPERATURE, top_k: 0, top_p: 1.0, seed: 0, guidance: 1.0 }
+        Self {
+            temperature: DEFAULT_TEMPERATURE,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            guidance: 1.0,
+            second_temperature: None,
+        }
     }
 }
 
 impl SampleOptions {
+    /// The options the codes after the first part are drawn with.
+    fn second(&self) -> SampleOptions {
+        SampleOptions { temperature: self.second_temperature.unwrap_or(self.temperature), ..*self }
+    }
+
     /// Rejects options that would quietly mean something else: a temperature that is not a
     /// finite number ≥ 0 (0 is greedy), a top-p outside (0, 1].
     pub fn check(&self) -> Result<(), Error> {
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::Options(format!(
-                "temperature {} must be a finite number ≥ 0 (0 draws greedily)",
-                self.temperature
-            )));
+        for (what, t) in [("temperature", Some(self.temperature)), ("second temperature", self.second_temperature)] {
+            if let Some(t) = t.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+                return Err(Error::Options(format!("{what} {t} must be a finite number ≥ 0 (0 draws greedily)")));
+            }
         }
         if !(self.guidance.is_finite() && (0.0..=100.0).contains(&self.guidance)) {
             return Err(Error::Options(format!(
@@ -154,9 +170,12 @@ pub struct Sampling<P: CachedPrior> {
     length: usize,
     /// Codes every sequence starts with instead of drawing them (conditional sampling).
     prefix: Vec<u32>,
-    /// With guidance: the codes of the first part, which the unconditional twin of each
-    /// sequence (rows `batch..2 × batch` of `next`) sees as start tokens.
-    guided: Option<usize>,
+    /// How many codes the first part has ([`Self::guided`]); the rest are drawn with
+    /// [`SampleOptions::second_temperature`] and, with guidance, against the unconditional
+    /// twin of each sequence (rows `batch..2 × batch` of `next`), which sees start tokens for
+    /// the first part.
+    first_part: Option<usize>,
+    twins: bool,
     start: u32,
     opts: SampleOptions,
     rng: Rng,
@@ -171,7 +190,8 @@ impl<P: CachedPrior> Sampling<P> {
             codes: vec![Vec::with_capacity(length); batch],
             length,
             prefix: Vec::new(),
-            guided: None,
+            first_part: None,
+            twins: false,
             start: prior.start() as u32,
             opts,
             rng: Rng::new(opts.seed, Stream::Sampling),
@@ -186,14 +206,16 @@ impl<P: CachedPrior> Sampling<P> {
         self
     }
 
-    /// Guides the codes after the first `first_part` ([`MxqConfig::first_part`]) when the
-    /// options ask for guidance: each sequence gets an unconditional twin, so the prior runs
-    /// on twice the rows.
+    /// Names the first `first_part` codes ([`MxqConfig::first_part`]) the first part: the
+    /// codes after it are drawn at the second temperature, and guided when the options ask
+    /// for guidance — each sequence then gets an unconditional twin, so the prior runs on
+    /// twice the rows.
     ///
     /// [`MxqConfig::first_part`]: crate::config::MxqConfig::first_part
     pub fn guided(mut self, first_part: usize) -> Self {
-        if self.opts.guidance != 1.0 && self.guided.is_none() {
-            self.guided = Some(first_part);
+        self.first_part = Some(first_part);
+        if self.opts.guidance != 1.0 && !self.twins {
+            self.twins = true;
             self.next.extend(vec![self.start; self.next.len()]);
         }
         self
@@ -216,23 +238,26 @@ impl<P: CachedPrior> Sampling<P> {
     /// draws each sequence's next code.
     pub fn push(&mut self, logits: &[f32]) {
         let (batch, k) = (self.codes.len(), logits.len() / self.next.len());
+        let second = self.opts.second();
         for b in 0..batch {
             let row = &logits[b * k..(b + 1) * k];
             let position = self.codes[b].len();
-            let code = match (self.prefix.get(position), self.guided) {
-                (Some(&given), _) => given,
-                (None, Some(first_part)) if position >= first_part => {
+            let in_second = self.first_part.is_some_and(|first| position >= first);
+            let code = match self.prefix.get(position) {
+                Some(&given) => given,
+                None if in_second && self.twins => {
                     let twin = &logits[(batch + b) * k..(batch + b + 1) * k];
                     let g = self.opts.guidance;
                     let mixed: Vec<f32> = row.iter().zip(twin).map(|(c, u)| u + g * (c - u)).collect();
-                    draw(&mixed, &self.opts, &mut self.rng) as u32
+                    draw(&mixed, &second, &mut self.rng) as u32
                 }
-                _ => draw(row, &self.opts, &mut self.rng) as u32,
+                None if in_second => draw(row, &second, &mut self.rng) as u32,
+                None => draw(row, &self.opts, &mut self.rng) as u32,
             };
             self.codes[b].push(code);
             self.next[b] = code;
-            if let Some(first_part) = self.guided {
-                self.next[batch + b] = if position < first_part { self.start } else { code };
+            if self.twins {
+                self.next[batch + b] = if in_second { code } else { self.start };
             }
         }
     }
@@ -289,5 +314,40 @@ mod tests {
         let all = t1;
         let seen: std::collections::BTreeSet<_> = (0..2000).map(|_| draw(&logits, &all, &mut rng)).collect();
         assert_eq!(seen.len(), 4);
+    }
+
+    /// A prior whose logits the test hands to [`Sampling::push`] itself.
+    struct Given;
+    impl CachedPrior for Given {
+        type Cache = ();
+        fn start(&self) -> usize {
+            9
+        }
+        fn forward_cached(&self, _: Tensor<2, Int>, _: &mut ()) -> Tensor<3> {
+            unreachable!("the test pushes its own logits")
+        }
+    }
+
+    #[test]
+    fn the_second_part_is_drawn_at_its_own_temperature() {
+        // nearly flat logits: temperature 1 draws every code, 0 only the first
+        let logits = [0.3f32, 0.2, 0.1, 0.0];
+        let (batch, length, first) = (64, 6, 2);
+        let draw_with = |second_temperature| {
+            let opts = SampleOptions { temperature: 1.0, second_temperature, seed: 3, ..Default::default() };
+            let mut sampling = Sampling::new(&Given, batch, length, opts).guided(first);
+            while !sampling.done() {
+                sampling.push(&logits.repeat(batch));
+            }
+            let codes = sampling.into_codes();
+            let seen = |range: std::ops::Range<usize>| {
+                codes.iter().flat_map(|c| c[range.clone()].to_vec()).collect::<std::collections::BTreeSet<u32>>()
+            };
+            (seen(0..first), seen(first..length))
+        };
+        assert_eq!(draw_with(None), ([0, 1, 2, 3].into(), [0, 1, 2, 3].into()));
+        assert_eq!(draw_with(Some(0.0)), ([0, 1, 2, 3].into(), [0].into()));
+        let bad = SampleOptions { second_temperature: Some(f32::NAN), ..Default::default() };
+        assert!(bad.check().unwrap_err().to_string().contains("second temperature NaN"));
     }
 }

@@ -84,7 +84,7 @@ pub fn prior_losses(
     let mut losses = Vec::new();
     let device = mxq::cpu().autodiff();
     let progress = Progress { on_step: &mut |r| losses.push(r.loss), on_epoch: &mut |_| {} };
-    train::train_prior(dir, cfg, tok, sequences, options, &device, progress).unwrap();
+    train::train_prior(dir, cfg, tok, sequences, options, None, &device, progress).unwrap();
     losses
 }
 

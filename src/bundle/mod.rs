@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use crate::Error;
-use crate::config::MxqConfig;
+use crate::config::{MxqConfig, Stage1Config};
 use crate::data::tokenizer::CaptionTokenizer;
 pub use crate::kernels::int8::Precision;
 use crate::kernels::packed_prior::PackedPrior;
@@ -101,6 +101,37 @@ pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundl
         .flatten();
     let (version, precision, codebook) = (contents.version, contents.precision, contents.codebook);
     Ok(Bundle { config, tokenizer, generator, packed_prior, version, precision, codebook })
+}
+
+/// The largest mean difference between the bundle's codebook and a stage-1 file's that still
+/// counts as the same codebook, relative to the codebook's mean magnitude: int8 storage of
+/// the same weights differs by well under 1%; another training run by far more.
+const SAME_CODEBOOK: f32 = 0.02;
+
+impl Bundle {
+    /// Whether a stage 1 (its config, tokenizer as JSON and codebook values) is this bundle's;
+    /// `Err` names what differs.
+    pub fn check_stage1(
+        &self,
+        stage1: &Stage1Config,
+        tokenizer_json: &str,
+        codebook: &[f32],
+    ) -> Result<(), &'static str> {
+        if *stage1 != self.config.stage1 {
+            return Err("the stage-1 config");
+        }
+        if tokenizer_json != self.tokenizer.to_json() {
+            return Err("the tokenizer");
+        }
+        let (ours, theirs) = (&self.codebook, codebook);
+        let mean = |v: &mut dyn Iterator<Item = f32>| v.sum::<f32>() / ours.len().max(1) as f32;
+        let scale = mean(&mut ours.iter().map(|v| v.abs())).max(f32::MIN_POSITIVE);
+        let difference = mean(&mut ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()));
+        if ours.len() != theirs.len() || !(difference <= SAME_CODEBOOK * scale) {
+            return Err("the codebook");
+        }
+        Ok(())
+    }
 }
 
 /// A trained stage 1 read from a stage-1 file ([`export_stage1`]).

@@ -43,11 +43,6 @@ impl Encoder {
 /// same caption every time.
 pub const CAPTION_TEMPERATURE: f32 = 0.0;
 
-/// The largest mean difference between the bundle's codebook and a stage-1 file's that still
-/// counts as the same codebook, relative to the codebook's mean magnitude: int8 storage of
-/// the same weights differs by well under 1%; another training run by far more.
-const SAME_CODEBOOK: f32 = 0.02;
-
 impl Bundle {
     /// A stage-1 file as this bundle's encoder, refused where its stage 1 is not the bundle's.
     pub fn encoder(&self, stage1: Stage1File) -> Result<Encoder, Error> {
@@ -60,25 +55,11 @@ impl Bundle {
     /// codebook): its codes would mean nothing to this prior and these decoders. Compared on
     /// the host, from the files: no read-back from the bundle's device.
     pub fn check_encoder(&self, encoder: &Encoder) -> Result<(), Error> {
-        let foreign = |what: &str| {
-            Err(Error::Bundle(format!(
-                "the stage-1 file is not this bundle's stage 1 ({what} differs): export both from one run"
-            )))
-        };
-        if encoder.config.stage1 != self.config.stage1 {
-            return foreign("the stage-1 config");
-        }
-        if encoder.tokenizer_json != self.tokenizer.to_json() {
-            return foreign("the tokenizer");
-        }
-        let (ours, theirs) = (&self.codebook, &encoder.codebook);
-        let mean = |v: &mut dyn Iterator<Item = f32>| v.sum::<f32>() / ours.len().max(1) as f32;
-        let scale = mean(&mut ours.iter().map(|v| v.abs())).max(f32::MIN_POSITIVE);
-        let difference = mean(&mut ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()));
-        if ours.len() != theirs.len() || !(difference <= SAME_CODEBOOK * scale) {
-            return foreign("the codebook");
-        }
-        Ok(())
+        self.check_stage1(&encoder.config.stage1, &encoder.tokenizer_json, &encoder.codebook).map_err(|differs| {
+            Error::Bundle(format!(
+                "the stage-1 file is not this bundle's stage 1 ({differs} differs): export both from one run"
+            ))
+        })
     }
 
     /// What to draw images for `caption` from: its text codes, encoded with the image masked

@@ -126,20 +126,29 @@ impl Stage<Prior> for PriorStep<'_> {
 }
 
 /// Trains (or resumes) the prior in `dir` on code sequences (stage 1's order; the prior
-/// reads them in its config's order). A resumed run keeps its checkpoint's config. `device`
-/// must be an autodiff device.
+/// reads them in its config's order). A new run starts from `start`'s weights where given
+/// (a trained prior of the same size and order, e.g. a bundle's: fine-tuning), else from
+/// random ones; a resumed run keeps its checkpoint's config and weights. `device` must be an
+/// autodiff device.
+#[allow(clippy::too_many_arguments)]
 pub fn train_prior(
     dir: &Path,
     config: &MxqConfig,
     tokenizer: &CaptionTokenizer,
     sequences: &CodeSequences,
     options: &TrainOptions,
+    start: Option<Prior>,
     device: &Device,
     progress: Progress,
 ) -> Result<Prior, Error> {
     let ckpt = Checkpoint::new(dir);
     let (state, resume) = start_state(&ckpt, PriorStep::NAME, config, tokenizer, options)?;
-    let model = init_model(state.options.seed, device, |d| Prior::for_config(&state.config, d));
+    let mut model = init_model(state.options.seed, device, |d| Prior::for_config(&state.config, d));
+    if let Some(start) = start.filter(|_| !resume) {
+        model = model
+            .try_load_record(start.into_record())
+            .map_err(|e| ckpt.bad(format!("the prior to start from does not fit the run's prior config: {e}")))?;
+    }
     let sequences = sequences.in_prior_order(&state.config);
     let prior = &state.config.prior;
     let mut stage =

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 
 use crate::Error;
-use crate::bundle::Generator;
+use crate::bundle::{Bundle, Generator};
 use crate::config::{MxqConfig, SequenceOrder};
 use crate::data::pairs::Pair;
 use crate::data::tokenizer::CaptionTokenizer;
@@ -156,6 +156,37 @@ impl Run {
             });
         }
         setup.apply(stage1.clone())
+    }
+
+    /// What a new prior run continues when it starts from `bundle`'s prior (fine-tuning):
+    /// the config to train with — stage 1's, with the bundle's prior and `setup`'s share of
+    /// unconditional sequences — and the prior itself. Refused where the bundle's stage 1 is
+    /// not the run's (the prior's codes would mean other things) or `setup` changes the
+    /// prior's order or size (its weights would not fit).
+    pub fn prior_from(
+        &self,
+        bundle: Bundle,
+        stage1: &MxqVae,
+        state: &TrainState,
+        setup: &PriorSetup,
+    ) -> Result<(MxqConfig, Prior), Error> {
+        let refuse = |why: String| Error::Checkpoint { path: self.prior_dir().display().to_string(), why };
+        let codebook: Vec<f32> = stage1.decoder.quantizer.codebook.val().into_data().iter::<f32>().collect();
+        if let Err(differs) = bundle.check_stage1(&state.config.stage1, &Self::tokenizer(state)?.to_json(), &codebook) {
+            return Err(refuse(format!(
+                "the bundle's prior was trained on another stage 1 than this run's ({differs} differs)"
+            )));
+        }
+        if (setup.order, setup.layers, setup.heads, setup.width) != (None, None, None, None) {
+            return Err(refuse(
+                "a prior started from a bundle's keeps its order and size: --order/--layers/--heads/--width do not \
+                 apply"
+                    .into(),
+            ));
+        }
+        let config = PriorSetup { unconditional: setup.unconditional, ..PriorSetup::default() }
+            .apply(MxqConfig { prior: bundle.config.prior.clone(), ..state.config.clone() })?;
+        Ok((config, bundle.generator.prior))
     }
 
     /// The trained stage 1 (inference mode) and its checkpoint state.

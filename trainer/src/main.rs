@@ -107,18 +107,30 @@ struct SampleArgs {
     /// such a prior, else 1].
     #[arg(long)]
     guidance: Option<f32>,
+    /// The temperature of the codes after the first part (the image's after the caption's,
+    /// for a caption-first prior): below --temperature the image follows its caption more
+    /// closely, while --temperature still sets the captions' variety [default: the bundle's].
+    #[arg(long)]
+    second_temperature: Option<f32>,
 }
 
 impl SampleArgs {
     /// The options as given (guidance 1 where not given), to check before a bundle is read.
     fn options(&self) -> SampleOptions {
         let (temperature, top_k, top_p, seed) = (self.temperature, self.top_k, self.top_p, self.seed);
-        SampleOptions { temperature, top_k, top_p, seed, guidance: self.guidance.unwrap_or(1.0) }
+        let (guidance, second_temperature) = (self.guidance.unwrap_or(1.0), self.second_temperature);
+        SampleOptions { temperature, top_k, top_p, seed, guidance, second_temperature }
     }
 
-    /// The options for `bundle`: its default guidance where none was given.
+    /// The options for `bundle`: its default guidance and second temperature where none was
+    /// given.
     fn options_for(&self, bundle: &Bundle) -> SampleOptions {
-        SampleOptions { guidance: self.guidance.unwrap_or(bundle.default_options().guidance), ..self.options() }
+        let defaults = bundle.default_options();
+        SampleOptions {
+            guidance: self.guidance.unwrap_or(defaults.guidance),
+            second_temperature: self.second_temperature.or(defaults.second_temperature),
+            ..self.options()
+        }
     }
 }
 
@@ -366,6 +378,10 @@ struct PriorArgs {
     /// stage-1 config's (0: none).
     #[arg(long)]
     unconditional: Option<f64>,
+    /// Start from this bundle's prior instead of random weights (fine-tuning; a new prior
+    /// run only): its order and size, trained on this run's stage 1 (checked).
+    #[arg(long, conflicts_with_all = ["order", "layers", "heads", "width"])]
+    init_from: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -609,7 +625,15 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let (vae, state) = run.stage1(&device)?;
     let setup =
         PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width, unconditional: a.unconditional };
-    let config = run.prepare_prior(&state.config, &setup, t.resume)?;
+    let (config, start) = match &a.init_from {
+        Some(_) if t.resume => bail!("--init-from starts a new prior run; --resume continues the run's own"),
+        Some(path) => {
+            let bundle = load_bundle(path, &LoadArgs { no_packed_kernels: true }, &mxq::cpu())?;
+            let (config, prior) = run.prior_from(bundle, &vae, &state, &setup)?;
+            (run.prepare_prior(&config, &PriorSetup::default(), false)?, Some(prior))
+        }
+        None => (run.prepare_prior(&state.config, &setup, t.resume)?, None),
+    };
     let tokenizer = Run::tokenizer(&state)?;
     let (pairs, fitted) = read_pairs_fitted(&t.data)?;
     warn_fitted(fitted, &pairs, &tokenizer);
@@ -619,7 +643,8 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let options = t.options_over(t.base(&run.prior_dir())?);
     let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
-    train::train_prior(&run.prior_dir(), &config, &tokenizer, &sequences, &options, &device.autodiff(), progress)?;
+    let device = device.autodiff();
+    train::train_prior(&run.prior_dir(), &config, &tokenizer, &sequences, &options, start, &device, progress)?;
     bar.finish();
     Ok(())
 }

@@ -136,6 +136,26 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("new prior run only"), "{bad:?}");
     let ok = |args: &[&str]| ok(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     ok(&["export", "--run", &p("run"), "--out", &p("tiny.mxq")]);
+    // a prior started from a bundle's (fine-tuning) begins where the bundle's ended: after a
+    // step at a vanishing learning rate its export samples the bundle's pairs
+    ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("fine")]);
+    let fine = ["train", "prior", "--data", &p("train"), "--run", &p("fine"), "--init-from", &p("tiny.mxq")];
+    ok(&[&fine[..], &["--batch-size", "16", "--max-steps", "1", "--lr", "1e-12", "--warmup-steps", "0"]].concat());
+    ok(&["export", "--run", &p("fine"), "--out", &p("fine.mxq")]);
+    for bundle in ["tiny.mxq", "fine.mxq"] {
+        ok(&["generate", "--bundle", &p(bundle), "--count", "3", "--seed", "4", "--out", &p(&format!("{bundle}.gen"))]);
+    }
+    let listing = |bundle: &str| std::fs::read_to_string(tmp.path().join(format!("{bundle}.gen/pairs.jsonl"))).unwrap();
+    assert_eq!(listing("fine.mxq"), listing("tiny.mxq"), "the fine-tuned prior starts as the bundle's");
+    // refused: a run on another stage 1 (the codes would mean other things), a new size
+    for (run, extra, says) in
+        [("sep", &[][..], "another stage 1"), ("fine2", &["--layers", "3"][..], "cannot be used with")]
+    {
+        let args = ["train", "prior", "--data", &p("train"), "--run", &p(run), "--init-from", &p("tiny.mxq")];
+        let refused = mxq(&[&args[..], extra].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains(says), "{run}: {stderr}");
+    }
     let out = ok(&[
         "generate",
         "--bundle",

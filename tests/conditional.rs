@@ -169,3 +169,23 @@ fn guidance_keeps_the_first_part_and_steers_the_rest() {
         assert_eq!(b.generate(4, 4, once, &device), a, "guidance 1 is the prior as it is");
     }
 }
+
+#[test]
+fn the_image_after_a_caption_is_drawn_at_the_second_temperature() {
+    let device = mxq::cpu();
+    let (caption_first, _, _) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
+    let second = caption_first.default_options().second_temperature;
+    assert_eq!(second, Some(mxq::sample::DEFAULT_SECOND_TEMPERATURE), "a caption-first prior's image codes");
+    let (image_first, _, _) = bundle_and_stage1(SequenceOrder::ImageFirst, 3);
+    assert_eq!(image_first.default_options().second_temperature, None, "an image-first prior's captions: not sharper");
+
+    let opts = SampleOptions { temperature: 1.0, seed: 11, ..SampleOptions::default() };
+    let greedy_image = SampleOptions { second_temperature: Some(0.0), ..opts };
+    let (a, g) = (caption_first.generate(6, 6, opts, &device), caption_first.generate(6, 6, greedy_image, &device));
+    let first = caption_first.config.first_part();
+    let order = |p: &mxq::sample::GeneratedPair| caption_first.config.to_prior_order(&p.codes);
+    for (a, g) in a.iter().zip(&g) {
+        assert_eq!(order(a)[..first], order(g)[..first], "the captions are drawn as before");
+    }
+    assert!(a.iter().zip(&g).any(|(a, g)| order(a)[first..] != order(g)[first..]), "the images are drawn otherwise");
+}

@@ -5,10 +5,11 @@ use burn::prelude::*;
 
 use crate::Error;
 use crate::bundle::Bundle;
+use crate::config::SequenceOrder;
 use crate::data::batch::to_rgb;
 use crate::kernels::packed_prior::{MAX_ROWS, PackedPrior};
 use crate::sample::conditional::Given;
-use crate::sample::sampler::{DEFAULT_GUIDANCE, SampleOptions, sample_codes};
+use crate::sample::sampler::{DEFAULT_GUIDANCE, DEFAULT_SECOND_TEMPERATURE, SampleOptions, sample_codes};
 
 /// One generated pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,10 +48,16 @@ impl Bundle {
     }
 
     /// The sampling defaults for this bundle: [`SampleOptions::default`], guided at
-    /// [`DEFAULT_GUIDANCE`] where the prior was trained with unconditional sequences.
+    /// [`DEFAULT_GUIDANCE`] where the prior was trained with unconditional sequences, and a
+    /// caption-first prior's image codes drawn at [`DEFAULT_SECOND_TEMPERATURE`].
     pub fn default_options(&self) -> SampleOptions {
         let guided = self.config.prior.unconditional > 0.0;
-        SampleOptions { guidance: if guided { DEFAULT_GUIDANCE } else { 1.0 }, ..SampleOptions::default() }
+        let caption_first = self.config.prior.order == SequenceOrder::TextFirst;
+        SampleOptions {
+            guidance: if guided { DEFAULT_GUIDANCE } else { 1.0 },
+            second_temperature: caption_first.then_some(DEFAULT_SECOND_TEMPERATURE),
+            ..SampleOptions::default()
+        }
     }
 
     /// Refuses sampling options this bundle cannot honour: out-of-range values, and guidance

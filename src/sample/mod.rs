@@ -8,4 +8,4 @@ pub mod generate;
 pub mod sampler;
 
 pub use generate::{GeneratedPair, MAX_BATCH, MAX_COUNT, batches, check_counts};
-pub use sampler::{DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE, SampleOptions, Sampling};
+pub use sampler::{DEFAULT_GUIDANCE, DEFAULT_SECOND_TEMPERATURE, DEFAULT_TEMPERATURE, SampleOptions, Sampling};

@@ -110,8 +110,9 @@ impl SampleOptions {
         SampleOptions { temperature: self.second_temperature.unwrap_or(self.temperature), ..*self }
     }
 
-    /// Rejects options that would quietly mean something else: a temperature that is not a
-    /// finite number ≥ 0 (0 is greedy), a top-p outside (0, 1].
+    /// Rejects options that would quietly mean something else: a temperature or second
+    /// temperature that is not a finite number ≥ 0 (0 is greedy), a guidance outside
+    /// [0, 100], a top-p outside (0, 1].
     pub fn check(&self) -> Result<(), Error> {
         for (what, t) in [("temperature", Some(self.temperature)), ("second temperature", self.second_temperature)] {
             if let Some(t) = t.filter(|t| !(t.is_finite() && *t >= 0.0)) {

@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors, View};
 use crate::Error;
 
 /// One tensor's dtype, shape and little-endian bytes, owned.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OwnedTensor {
     pub dtype: Dtype,
     pub shape: Vec<usize>,

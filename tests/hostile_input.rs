@@ -106,6 +106,37 @@ fn a_config_larger_than_its_weights_is_refused_before_they_are_loaded() {
     assert!(!e.contains("allow_partial"), "{e}");
 }
 
+/// A 4-bit weight (`U8`, two values per byte) without its scales, or with too few, is
+/// refused by name; with them it loads, at its full shape.
+#[test]
+fn four_bit_weights_need_their_scales() {
+    let p = parts();
+    let (name, t) = p.tensors.iter().find(|(n, t)| n.ends_with("weight") && t.shape.len() == 2).unwrap();
+    let values = t.data.len() / 4;
+    let four_bit = |scales: Option<usize>| {
+        let mut p = parts();
+        let mut shape = t.shape.clone();
+        *shape.last_mut().unwrap() /= 2;
+        let bytes = vec![0x71u8; values / 2]; // 1 and 7 steps
+        p.tensors.insert(name.clone(), mxq::weights::OwnedTensor { dtype: safetensors::Dtype::U8, shape, data: bytes });
+        if let Some(n) = scales {
+            let data = [0.5f32.to_le_bytes()].repeat(n).concat();
+            let scale = mxq::weights::OwnedTensor { dtype: safetensors::Dtype::F32, shape: vec![n], data };
+            p.tensors.insert(format!("{name}.__scale"), scale);
+        }
+        p.signed()
+    };
+    assert_contains(&load_error(&four_bit(None)), &format!("4-bit tensor {name} has no scales"));
+    let e = load_error(&four_bit(Some(values.div_ceil(64) - 1)));
+    assert_contains(&e, name);
+    assert_contains(&e, "scales for");
+    let contents = format::read(&four_bit(Some(values.div_ceil(64)))).unwrap();
+    let loaded = safetensors::SafeTensors::deserialize(&contents.weights).unwrap();
+    let w = loaded.tensor(name).unwrap();
+    assert_eq!(w.shape(), t.shape.as_slice());
+    assert_eq!(&w.data()[..8], [0.5f32.to_le_bytes(), 3.5f32.to_le_bytes()].concat().as_slice());
+}
+
 #[test]
 fn weights_that_are_not_finite_are_refused_by_tensor() {
     for bad in [f32::NAN, f32::INFINITY] {

@@ -1,7 +1,8 @@
 //! The bundle's file format: a safetensors file whose metadata holds `format`, `version`,
 //! `precision`, the config and tokenizer JSON and a sha256 of everything; int8 weights
 //! carry their block scales in a companion tensor `NAME.__scale`
-//! ([`crate::kernels::int8`]). This module turns module tensors into that payload and back.
+//! ([`crate::kernels::int8`]); 4-bit weights (precision `int4`) are `U8` tensors of two
+//! values per byte, their last axis stored at half its length, with scales as int8's. This module turns module tensors into that payload and back.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,7 +10,10 @@ use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::kernels::int8::{BLOCK, Precision, dequantize_blocks, quantize_blocks};
+use crate::kernels::int8::{
+    BLOCK, Precision, dequantize_blocks, dequantize_int4_blocks, quantize_blocks, quantize_int4_blocks,
+    stored_in_int4,
+};
 use crate::weights::{OwnedTensor, f32_bytes, f32s};
 
 /// `format` entry of every bundle.
@@ -69,7 +73,8 @@ fn digest(tensors: &BTreeMap<String, OwnedTensor>, config: &str, tokenizer: &str
 }
 
 /// Bundle bytes from f32 module tensors, stored in `precision` (weights of rank ≥ 2 as
-/// int8 blocks; biases and norms stay f32).
+/// int8 blocks, or for int4 the text decoder's map in 4-bit blocks; biases and norms stay
+/// f32).
 pub fn write(
     tensors: BTreeMap<String, OwnedTensor>,
     config_json: String,
@@ -89,7 +94,17 @@ pub fn write_kind(
 ) -> Result<Vec<u8>, Error> {
     let mut stored = BTreeMap::new();
     for (name, t) in tensors {
-        if precision == Precision::Int8 && t.shape.len() >= 2 {
+        if precision == Precision::Int4 && stored_in_int4(&name, &t.shape) {
+            // 4-bit: bytes of two values, so the stored shape halves the last axis
+            let (packed, scales) = quantize_int4_blocks(&f32s(&t.data));
+            stored.insert(
+                format!("{name}{SCALE_SUFFIX}"),
+                OwnedTensor { dtype: Dtype::F32, shape: vec![scales.len()], data: f32_bytes(&scales) },
+            );
+            let mut shape = t.shape;
+            *shape.last_mut().unwrap() /= 2;
+            stored.insert(name, OwnedTensor { dtype: Dtype::U8, shape, data: packed });
+        } else if precision != Precision::F32 && t.shape.len() >= 2 {
             let (q, scales) = quantize_blocks(&f32s(&t.data));
             stored.insert(
                 format!("{name}{SCALE_SUFFIX}"),
@@ -153,8 +168,9 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
     }
     let precision = match field("precision")?.as_str() {
         "int8" => Precision::Int8,
+        "int4" => Precision::Int4,
         "f32" => Precision::F32,
-        other => return Err(bad(format!("precision '{other}' (int8 or f32)"))),
+        other => return Err(bad(format!("precision '{other}' (int4, int8 or f32)"))),
     };
     // dequantize into a plain f32 safetensors image that burn-store loads
     let mut plain = BTreeMap::new();
@@ -174,12 +190,26 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
                 }
                 f32_bytes(&dequantize_blocks(&q, &f32s(&scales.data)))
             }
+            Dtype::U8 => {
+                let scales = tensors
+                    .get(&format!("{name}{SCALE_SUFFIX}"))
+                    .ok_or_else(|| bad(format!("4-bit tensor {name} has no scales")))?;
+                let len = t.data.len() * 2;
+                if scales.data.len() / 4 != len.div_ceil(BLOCK) {
+                    return Err(bad(format!("tensor {name}: {} scales for {len} 4-bit values", scales.data.len() / 4)));
+                }
+                f32_bytes(&dequantize_int4_blocks(&t.data, len, &f32s(&scales.data)))
+            }
             other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),
         };
         if let Some(at) = f32s(&data).iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("tensor {name} holds a non-finite value (at {at}): the weights are corrupt")));
         }
-        plain.insert(name.clone(), OwnedTensor { dtype: Dtype::F32, shape: t.shape.clone(), data });
+        let mut shape = t.shape.clone();
+        if t.dtype == Dtype::U8 {
+            *shape.last_mut().ok_or_else(|| bad(format!("4-bit tensor {name} has no shape")))? *= 2;
+        }
+        plain.insert(name.clone(), OwnedTensor { dtype: Dtype::F32, shape, data });
     }
     let parameters = plain.values().map(|t| t.data.len() / 4).sum();
     let codebook = plain.get(CODEBOOK).map(|t| f32s(&t.data)).unwrap_or_default();

@@ -11,6 +11,47 @@ pub const BLOCK: usize = 64;
 pub enum Precision {
     F32,
     Int8,
+    /// The text decoder's dense map (half of an int8 bundle's bytes) in 4-bit blocks, every
+    /// other weight in int8 blocks: 24% fewer bytes, no measured loss (README). Decoded to
+    /// f32 at load like int8, so every backend runs it unchanged. The prior stays int8: in
+    /// 4 bits it drew a measurably worse mix of pairs.
+    Int4,
+}
+
+/// The weights [`Precision::Int4`] stores in 4 bits.
+pub const INT4_WEIGHTS: [&str; 1] = ["decoder.text.to_tokens.weight"];
+
+/// Whether [`Precision::Int4`] stores this weight in 4 bits: one of [`INT4_WEIGHTS`] whose
+/// last axis is even (it is stored at half its length).
+pub fn stored_in_int4(name: &str, shape: &[usize]) -> bool {
+    INT4_WEIGHTS.contains(&name) && shape.len() >= 2 && shape.last().is_some_and(|n| n % 2 == 0)
+}
+
+/// Symmetric 4-bit with one scale per block of [`BLOCK`] values (scale = max|x| / 7), two
+/// values per byte, the first in the low nibble (two's complement, -7..=7). The blocks are
+/// int8's.
+pub fn quantize_int4_blocks(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
+    let mut q = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(values.len().div_ceil(BLOCK));
+    for block in values.chunks(BLOCK) {
+        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 { max / 7.0 } else { 1.0 };
+        q.extend(block.iter().map(|v| (v / scale).round().clamp(-7.0, 7.0) as i8));
+        scales.push(scale);
+    }
+    let packed = q.chunks(2).map(|p| (p[0] as u8 & 0x0f) | ((*p.get(1).unwrap_or(&0) as u8) << 4)).collect();
+    (packed, scales)
+}
+
+/// The 4-bit values (-7..=7) of [`quantize_int4_blocks`]' bytes, unpacked.
+pub fn unpack_int4(packed: &[u8], len: usize) -> Vec<i8> {
+    // sign-extend a nibble: shift it into the top of an i8, then back arithmetically
+    packed.iter().flat_map(|&b| [((b << 4) as i8) >> 4, (b as i8) >> 4]).take(len).collect()
+}
+
+/// The `len` values of [`quantize_int4_blocks`]' bytes and scales.
+pub fn dequantize_int4_blocks(packed: &[u8], len: usize, scales: &[f32]) -> Vec<f32> {
+    dequantize_blocks(&unpack_int4(packed, len), scales)
 }
 
 /// Symmetric int8 with one scale per block of `BLOCK` values.
@@ -28,4 +69,27 @@ pub fn quantize_blocks(values: &[f32]) -> (Vec<i8>, Vec<f32>) {
 
 pub fn dequantize_blocks(q: &[i8], scales: &[f32]) -> Vec<f32> {
     q.chunks(BLOCK).zip(scales).flat_map(|(block, s)| block.iter().map(move |&v| v as f32 * s)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int4_blocks_round_trip_within_half_a_step() {
+        // an odd length (the last byte half used) and blocks of very different magnitudes
+        let values: Vec<f32> = (0..101).map(|i| ((i * 37 % 23) as f32 - 11.0) * if i < 64 { 1e-3 } else { 2.5 }).collect();
+        let (packed, scales) = quantize_int4_blocks(&values);
+        assert_eq!((packed.len(), scales.len()), (51, 2));
+        let back = dequantize_int4_blocks(&packed, values.len(), &scales);
+        assert_eq!(back.len(), values.len());
+        for (i, (v, b)) in values.iter().zip(&back).enumerate() {
+            let step = scales[i / BLOCK];
+            assert!((v - b).abs() <= step / 2.0 + 1e-6, "value {i}: {v} came back as {b} (step {step})");
+        }
+        // each block's largest magnitude is exact, with its sign: ±7 steps
+        let max = values[64..].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(back[64..].iter().any(|b| (b.abs() - max).abs() < 1e-5));
+        assert!(back.iter().zip(&values).all(|(b, v)| *b == 0.0 || b.signum() == v.signum()));
+    }
 }

@@ -61,7 +61,8 @@ fn pack(linear: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear,
     match precision {
         // Re-quantizing an int8 bundle's dequantized weights gives back its int8 values (each
         // block's largest value is ±127 steps) and its scales to a rounding step.
-        Precision::Int8 => {
+        // (a 4-bit bundle's prior is stored in int8: only its text decoder's map is 4-bit)
+        Precision::Int8 | Precision::Int4 => {
             let (q, scales) = quantize_blocks(&w);
             PackedLinear::int8(&q, &scales, k, n, bias)
         }

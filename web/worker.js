@@ -3,9 +3,7 @@
 // (web/src/lib.rs: all model work is the core crate's) and relays its results as messages.
 // The files of the conditional modes (the stage-1 file, the captioner) are fetched the first
 // time a mode needs them, so the first pair costs no more bytes.
-import init, { Demo } from './mxq-web.js';
-
-const wasmReady = init();
+let Demo = null; // the class of the build this worker loaded
 let demo = null;
 let files = null; // the URLs from the load message
 let bundleArrived = 0; // performance.now() when the bundle's last byte came in
@@ -45,10 +43,19 @@ async function download(url, what = 'the bundle') {
   return bytes;
 }
 
+// The CPU-only build unless the browser offers a WebGPU adapter and the CPU is not forced:
+// the WebGPU runtime is a second, larger wasm that a visit without an adapter never fetches.
+async function loadBuild(forceCpu) {
+  const adapter = !forceCpu && navigator.gpu ? await navigator.gpu.requestAdapter().catch(() => null) : null;
+  const build = await import(adapter ? './mxq-web-gpu.js' : './mxq-web.js');
+  await build.default();
+  return build.Demo;
+}
+
 async function load({ url, stage1Url, captionerUrl, forceCpu }) {
   files = { stage1Url, captionerUrl };
-  await wasmReady;
-  const bytes = await download(url);
+  const [loaded, bytes] = await Promise.all([loadBuild(forceCpu), download(url)]);
+  Demo = loaded;
   bundleArrived = performance.now();
   demo = await Demo.load(bytes, forceCpu);
   postMessage({

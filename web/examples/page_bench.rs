@@ -32,22 +32,31 @@ fn main() {
         std::process::exit(2);
     }
     let dist = harness::dist();
-    let mut total = (0, 0);
-    for file in [
-        "mxq-web_bg.wasm",
-        "mxq-web.js",
-        "worker.js",
-        "page.js",
-        "index.html",
-        "style.css",
-        "assets/demo.mxq.safetensors",
+    // what the CPU path fetches before its first pair; the WebGPU path fetches the WebGPU
+    // build in place of the CPU-only one; the conditional modes fetch their files when used
+    let shared = ["worker.js", "page.js", "index.html", "style.css", "assets/demo.mxq.safetensors"];
+    let cpu_build = ["mxq-web_bg.wasm", "mxq-web.js"];
+    let gpu_build = ["mxq-web-gpu_bg.wasm", "mxq-web-gpu.js"];
+    let modes = ["assets/stage1/demo-stage1.mxq.safetensors", "assets/captioner.mxq.safetensors"];
+    let sum = |files: &[&str]| {
+        let mut total = (0, 0);
+        for file in files {
+            let bytes = std::fs::read(dist.join(file)).unwrap_or_else(|e| panic!("{file}: {e} (trunk build --release first)"));
+            let (raw, gz) = (bytes.len(), gzip_len(&bytes));
+            println!("{}", json!({ "payload": file, "bytes": raw, "gzip_bytes": gz }));
+            total = (total.0 + raw, total.1 + gz);
+        }
+        total
+    };
+    let (shared, cpu_build, gpu_build, modes) = (sum(&shared), sum(&cpu_build), sum(&gpu_build), sum(&modes));
+    let add = |parts: &[(usize, usize)]| parts.iter().fold((0, 0), |t, p| (t.0 + p.0, t.1 + p.1));
+    for (what, (raw, gz)) in [
+        ("before the first pair, CPU path", add(&[shared, cpu_build])),
+        ("before the first pair, WebGPU path", add(&[shared, gpu_build])),
+        ("everything: both builds and the conditional modes' files", add(&[shared, cpu_build, gpu_build, modes])),
     ] {
-        let bytes = std::fs::read(dist.join(file)).unwrap();
-        let (raw, gz) = (bytes.len(), gzip_len(&bytes));
-        total = (total.0 + raw, total.1 + gz);
-        println!("{}", json!({ "payload": file, "bytes": raw, "gzip_bytes": gz }));
+        println!("{}", json!({ "payload": what, "bytes": raw, "gzip_bytes": gz }));
     }
-    println!("{}", json!({ "payload": "total", "bytes": total.0, "gzip_bytes": total.1 }));
 
     // native, same bundle, same batches (flex CPU backend with rayon on this machine's cores)
     let device = mxq::cpu();

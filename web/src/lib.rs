@@ -278,7 +278,9 @@ async fn pick_device(force_cpu: bool) -> (Device, String) {
     }
 }
 
-#[cfg(target_family = "wasm")]
+/// WebGPU in this build: the adapter the browser offers (its name for the label), then
+/// burn's WebGPU device on it.
+#[cfg(all(target_family = "wasm", feature = "webgpu"))]
 async fn webgpu() -> Result<(Device, String), String> {
     use burn::tensor::wgpu::WgpuBackend;
     thread_local! {
@@ -288,13 +290,34 @@ async fn webgpu() -> Result<(Device, String), String> {
     if let Some(picked) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(picked);
     }
+    let name = adapter_name().await?;
+    let (device, _setup) = Device::wgpu_options()
+        .graphics_api(WgpuBackend::WebGpu)
+        .init_with_setup_async()
+        .await
+        .map_err(|e| format!("no WebGPU device ({e})"))?;
+    let picked = (device, format!("WebGPU ({name})"));
+    WEBGPU.with(|w| *w.borrow_mut() = Some(picked.clone()));
+    Ok(picked)
+}
+
+/// The CPU-only build (the one the worker loads where the browser offers no adapter): says
+/// why WebGPU is not used, as the WebGPU build would.
+#[cfg(all(target_family = "wasm", not(feature = "webgpu")))]
+async fn webgpu() -> Result<(Device, String), String> {
+    adapter_name().await?;
+    Err("this is the page's CPU-only build (the worker fetches the WebGPU build where an adapter is offered)".into())
+}
+
+/// The name of the WebGPU adapter the browser offers, or why there is none. The name comes
+/// from the browser (wgpu maps only its description, which SwiftShader leaves empty).
+#[cfg(target_family = "wasm")]
+async fn adapter_name() -> Result<String, String> {
     let get = |object: &JsValue, key: &str| js_sys::Reflect::get(object, &key.into()).unwrap_or(JsValue::UNDEFINED);
     let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
     if gpu.is_undefined() || gpu.is_null() {
         return Err("this browser has no navigator.gpu".into());
     }
-    // The adapter's name for the label, from the browser (wgpu maps only its description,
-    // which SwiftShader leaves empty); also a clear reason when there is no adapter.
     let request = get(&gpu, "requestAdapter").dyn_into::<js_sys::Function>().map_err(|_| "no requestAdapter")?;
     let promise = request.call0(&gpu).map_err(|e| format!("requestAdapter failed: {e:?}"))?;
     let adapter = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
@@ -310,14 +333,7 @@ async fn webgpu() -> Result<(Device, String), String> {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    let (device, _setup) = Device::wgpu_options()
-        .graphics_api(WgpuBackend::WebGpu)
-        .init_with_setup_async()
-        .await
-        .map_err(|e| format!("no WebGPU device ({e})"))?;
-    let picked = (device, format!("WebGPU ({})", if name.is_empty() { "unnamed adapter" } else { &name }));
-    WEBGPU.with(|w| *w.borrow_mut() = Some(picked.clone()));
-    Ok(picked)
+    Ok(if name.is_empty() { "unnamed adapter".into() } else { name })
 }
 
 #[cfg(not(target_family = "wasm"))]

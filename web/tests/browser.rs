@@ -77,7 +77,7 @@ fn cpu_path_generates_the_native_pairs_and_repeats_them() {
 #[test]
 #[ignore = "needs Chromium and a built page (scripts/test)"]
 fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
-    let base = serve(vec![]);
+    let (base, log) = harness::serve_logged(vec![]);
     let browser = browser(true);
     let tab = open(&browser, &format!("{base}/index.html?backend=webgpu&count=4&batch=4&seed=3&autorun=1"));
     // a guard against a hang, not a speed check: SwiftShader runs WebGPU on this CPU, and
@@ -90,6 +90,9 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
     let gpu = cards(&tab, "document");
     check_cards(&gpu, 4);
     screenshot(&tab, "webgpu");
+    // where an adapter is offered the worker fetches the WebGPU build, and not the CPU-only one
+    let sent = |path: &str| log.lock().unwrap().iter().filter(|s| s.path == path).map(|s| s.bytes).sum::<usize>();
+    assert!(sent("mxq-web-gpu_bg.wasm") > 1_000_000 && sent("mxq-web_bg.wasm") == 0, "{:?}", log.lock().unwrap());
     // Sampling reads each step's logits back and draws on the CPU with the same seeded
     // generator, so equal logits give equal codes. WebGPU's float sums differ from the CPU's
     // in the last bits, which can flip a draw that falls on a boundary; after that the
@@ -105,6 +108,28 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
         .map(|(g, n)| drawn(&g.codes()).iter().zip(drawn(n)).take_while(|(a, b)| **a == *b).count())
         .sum();
     assert!(same_prefix >= 4 * 8, "WebGPU and CPU codes part too early: {same_prefix} shared leading codes in 4 pairs");
+}
+
+/// Where the browser offers no WebGPU adapter (this headless Chromium without SwiftShader's
+/// flags) the page, left to choose, runs on the CPU, says why, and never fetches the WebGPU
+/// build: its first pair costs the CPU-only wasm and the bundle.
+#[test]
+#[ignore = "needs Chromium and a built page (scripts/test)"]
+fn without_an_adapter_only_the_cpu_build_is_fetched() {
+    let (base, log) = harness::serve_logged(vec![]);
+    let browser = browser(false);
+    let tab = open(&browser, &format!("{base}/index.html?count=2&batch=2&seed=5&autorun=1"));
+    wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
+    let backend = eval(&tab, "document.getElementById('backend').textContent");
+    let backend = backend.as_str().unwrap();
+    assert!(backend.starts_with("CPU (WebGPU not used: ") && backend.contains("adapter"), "backend label: {backend}");
+    let sent = |path: &str| log.lock().unwrap().iter().filter(|s| s.path == path).map(|s| s.bytes).sum::<usize>();
+    assert!(sent("mxq-web_bg.wasm") > 1_000_000, "{:?}", log.lock().unwrap());
+    assert_eq!(sent("mxq-web-gpu_bg.wasm") + sent("mxq-web-gpu.js"), 0, "{:?}", log.lock().unwrap());
+    let cards = cards(&tab, "document");
+    check_cards(&cards, 2);
+    let native = native_codes(2, 2, SampleOptions { seed: 5, ..demo_defaults() });
+    assert_eq!(cards.iter().map(|c| c.codes()).collect::<Vec<_>>(), native, "page (CPU-only build) vs native codes");
 }
 
 #[test]

@@ -135,7 +135,7 @@ fn packed_sampling_matches_burns_layers() {
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "skipped: this CPU has no AVX-512, so only the plain packed kernels ran");
     }
-    for (precision, bytes) in [(Precision::Int8, common::shipped_bundle()), (Precision::F32, f32_bytes)] {
+    for (precision, bytes) in [(shipped.precision, common::shipped_bundle()), (Precision::F32, f32_bytes)] {
         let plain = mxq::bundle::load(&bytes, &mxq::cpu(), LoadOptions { packed_kernels: false }).unwrap();
         assert!(plain.packed_prior.is_none(), "packed_kernels: false keeps burn's layers");
         let prior = &plain.generator.prior;
@@ -150,6 +150,50 @@ fn packed_sampling_matches_burns_layers() {
             }
         }
     }
+}
+
+/// `Precision::Int4` (`mxq export --int4`), from the shipped captioner (int8, the same stage
+/// 1 as the demo bundle): the text decoder's map in 4 bits, over a fifth fewer bytes; it
+/// loads as int4; the map within half a 4-bit step of the int8 values (a step: its 64-value
+/// block's largest magnitude / 7), every other weight as int8 stored it, so the prior
+/// samples the same pairs. The shipped demo bundle is int4, with exactly this decoder.
+#[test]
+fn int4_export_stores_the_text_map_in_half_the_bytes() {
+    use mxq::kernels::int8::INT4_WEIGHTS;
+    use mxq::weights::{f32s, module_tensors};
+    let device = mxq::cpu();
+    let int8_bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/captioner.mxq.safetensors")).unwrap();
+    let int8 = common::load(&int8_bytes);
+    assert_eq!(int8.precision, Precision::Int8);
+    let bytes = bundle::export(&int8.generator, &int8.config, &int8.tokenizer, Precision::Int4).unwrap();
+    assert!(bytes.len() * 5 < int8_bytes.len() * 4, "int4: {} of {} bytes", bytes.len(), int8_bytes.len());
+    let small = common::load(&bytes);
+    assert_eq!((small.precision, &small.config), (Precision::Int4, &int8.config));
+    let (before, after) = (module_tensors(&int8.generator).unwrap(), module_tensors(&small.generator).unwrap());
+    for (name, t) in &before {
+        let (a, b) = (f32s(&t.data), f32s(&after[name].data));
+        assert_eq!((a.len(), &t.shape), (b.len(), &after[name].shape), "{name}");
+        let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        if INT4_WEIGHTS.contains(&name.as_str()) {
+            assert!(worst > 0.0, "{name} is not in 4 bits");
+            for (x, y) in a.chunks(64).zip(b.chunks(64)) {
+                let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 7.0;
+                let off = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                assert!(off <= step / 2.0 * 1.001 + 1e-7, "{name}: off by {off}, step {step}");
+            }
+        } else {
+            let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(worst <= 1e-6 * scale, "{name} (int8 in both) differs by {worst}");
+        }
+    }
+    let opts = SampleOptions { seed: 4, ..int8.default_options() };
+    let codes = |b: &bundle::Bundle| b.generate(3, 3, opts, &device).into_iter().map(|p| p.codes).collect::<Vec<_>>();
+    assert_eq!(codes(&small), codes(&int8), "the same prior draws the same codes");
+    // the demo bundle: int4, the same stage 1, so the same 4-bit decoder
+    let shipped = common::load(&common::shipped_bundle());
+    assert_eq!(shipped.precision, Precision::Int4);
+    let decoder = module_tensors(&shipped.generator.decoder).unwrap();
+    assert_eq!(decoder, module_tensors(&small.generator.decoder).unwrap());
 }
 
 /// The shipped captioner and the committed stage-1 file caption test images: the captions

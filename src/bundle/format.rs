@@ -11,8 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::kernels::int8::{
-    BLOCK, Precision, dequantize_blocks, dequantize_int4_blocks, quantize_blocks, quantize_int4_blocks,
-    stored_in_int4,
+    BLOCK, Precision, dequantize_blocks, dequantize_int4_blocks, quantize_blocks, quantize_int4_blocks, stored_in_int4,
 };
 use crate::weights::{OwnedTensor, f32_bytes, f32s};
 

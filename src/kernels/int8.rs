@@ -78,7 +78,8 @@ mod tests {
     #[test]
     fn int4_blocks_round_trip_within_half_a_step() {
         // an odd length (the last byte half used) and blocks of very different magnitudes
-        let values: Vec<f32> = (0..101).map(|i| ((i * 37 % 23) as f32 - 11.0) * if i < 64 { 1e-3 } else { 2.5 }).collect();
+        let values: Vec<f32> =
+            (0..101).map(|i| ((i * 37 % 23) as f32 - 11.0) * if i < 64 { 1e-3 } else { 2.5 }).collect();
         let (packed, scales) = quantize_int4_blocks(&values);
         assert_eq!((packed.len(), scales.len()), (51, 2));
         let back = dequantize_int4_blocks(&packed, values.len(), &scales);

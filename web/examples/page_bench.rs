@@ -41,7 +41,8 @@ fn main() {
     let sum = |files: &[&str]| {
         let mut total = (0, 0);
         for file in files {
-            let bytes = std::fs::read(dist.join(file)).unwrap_or_else(|e| panic!("{file}: {e} (trunk build --release first)"));
+            let bytes =
+                std::fs::read(dist.join(file)).unwrap_or_else(|e| panic!("{file}: {e} (trunk build --release first)"));
             let (raw, gz) = (bytes.len(), gzip_len(&bytes));
             println!("{}", json!({ "payload": file, "bytes": raw, "gzip_bytes": gz }));
             total = (total.0 + raw, total.1 + gz);

@@ -31,14 +31,7 @@ pub fn stored_in_int4(name: &str, shape: &[usize]) -> bool {
 /// values per byte, the first in the low nibble (two's complement, -7..=7). The blocks are
 /// int8's.
 pub fn quantize_int4_blocks(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
-    let mut q = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(values.len().div_ceil(BLOCK));
-    for block in values.chunks(BLOCK) {
-        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { max / 7.0 } else { 1.0 };
-        q.extend(block.iter().map(|v| (v / scale).round().clamp(-7.0, 7.0) as i8));
-        scales.push(scale);
-    }
+    let (q, scales) = symmetric_blocks(values, 7);
     let packed = q.chunks(2).map(|p| (p[0] as u8 & 0x0f) | ((*p.get(1).unwrap_or(&0) as u8) << 4)).collect();
     (packed, scales)
 }
@@ -56,12 +49,18 @@ pub fn dequantize_int4_blocks(packed: &[u8], len: usize, scales: &[f32]) -> Vec<
 
 /// Symmetric int8 with one scale per block of `BLOCK` values.
 pub fn quantize_blocks(values: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    symmetric_blocks(values, 127)
+}
+
+/// Values in `-levels..=levels` steps, one scale (max|x| / levels) per block of `BLOCK`.
+fn symmetric_blocks(values: &[f32], levels: i8) -> (Vec<i8>, Vec<f32>) {
+    let top = f32::from(levels);
     let mut q = Vec::with_capacity(values.len());
     let mut scales = Vec::with_capacity(values.len().div_ceil(BLOCK));
     for block in values.chunks(BLOCK) {
         let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        q.extend(block.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+        let scale = if max > 0.0 { max / top } else { 1.0 };
+        q.extend(block.iter().map(|v| (v / scale).round().clamp(-top, top) as i8));
         scales.push(scale);
     }
     (q, scales)

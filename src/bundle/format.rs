@@ -2,7 +2,8 @@
 //! `precision`, the config and tokenizer JSON and a sha256 of everything; int8 weights
 //! carry their block scales in a companion tensor `NAME.__scale`
 //! ([`crate::kernels::int8`]); 4-bit weights (precision `int4`) are `U8` tensors of two
-//! values per byte, their last axis stored at half its length, with scales as int8's. This module turns module tensors into that payload and back.
+//! values per byte, their last axis stored at half its length, with scales as int8's. This
+//! module turns module tensors into that payload and back.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -37,7 +37,7 @@ pub fn quantize_int4_blocks(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
 }
 
 /// The 4-bit values (-7..=7) of [`quantize_int4_blocks`]' bytes, unpacked.
-pub fn unpack_int4(packed: &[u8], len: usize) -> Vec<i8> {
+fn unpack_int4(packed: &[u8], len: usize) -> Vec<i8> {
     // sign-extend a nibble: shift it into the top of an i8, then back arithmetically
     packed.iter().flat_map(|&b| [((b << 4) as i8) >> 4, (b as i8) >> 4]).take(len).collect()
 }

@@ -91,7 +91,7 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
     check_cards(&gpu, 4);
     screenshot(&tab, "webgpu");
     // where an adapter is offered the worker fetches the WebGPU build, and not the CPU-only one
-    let sent = |path: &str| log.lock().unwrap().iter().filter(|s| s.path == path).map(|s| s.bytes).sum::<usize>();
+    let sent = |path: &str| harness::sent(&log, path);
     assert!(sent("mxq-web-gpu_bg.wasm") > 1_000_000 && sent("mxq-web_bg.wasm") == 0, "{:?}", log.lock().unwrap());
     // Sampling reads each step's logits back and draws on the CPU with the same seeded
     // generator, so equal logits give equal codes. WebGPU's float sums differ from the CPU's
@@ -123,7 +123,7 @@ fn without_an_adapter_only_the_cpu_build_is_fetched() {
     let backend = eval(&tab, "document.getElementById('backend').textContent");
     let backend = backend.as_str().unwrap();
     assert!(backend.starts_with("CPU (WebGPU not used: ") && backend.contains("adapter"), "backend label: {backend}");
-    let sent = |path: &str| log.lock().unwrap().iter().filter(|s| s.path == path).map(|s| s.bytes).sum::<usize>();
+    let sent = |path: &str| harness::sent(&log, path);
     assert!(sent("mxq-web_bg.wasm") > 1_000_000, "{:?}", log.lock().unwrap());
     assert_eq!(sent("mxq-web-gpu_bg.wasm") + sent("mxq-web-gpu.js"), 0, "{:?}", log.lock().unwrap());
     let cards = cards(&tab, "document");
@@ -186,7 +186,7 @@ fn the_embed_page_generates_in_its_frame() {
 #[ignore = "needs Chromium and a built page (scripts/test)"]
 fn a_second_visit_transfers_almost_nothing_before_its_first_pair() {
     let (base, log) = harness::serve_logged(vec![]);
-    let sent = |path: &str| log.lock().unwrap().iter().filter(|s| s.path == path).map(|s| s.bytes).sum::<usize>();
+    let sent = |path: &str| harness::sent(&log, path);
     let browser = browser(false);
     let url = format!("{base}/index.html?backend=cpu&count=1&batch=1&seed=1&autorun=1");
     let tab = open(&browser, &url);

@@ -51,10 +51,18 @@ pub fn serve(extra: Vec<(&'static str, Vec<u8>)>) -> String {
     serve_logged(extra).0
 }
 
+/// What [`serve_logged`]'s server sent, response by response.
+pub type Log = std::sync::Arc<std::sync::Mutex<Vec<Served>>>;
+
+/// The body bytes the server sent for `path` so far.
+pub fn sent(log: &Log, path: &str) -> usize {
+    log.lock().unwrap().iter().filter(|s| s.path == path).map(|s| s.bytes).sum()
+}
+
 /// [`serve`], as a static host with validators does it: every file carries an `ETag` (a hash of
 /// its bytes) and a request that names it in `If-None-Match` gets `304 Not Modified` with no
 /// body. Also returns the log of what was sent.
-pub fn serve_logged(extra: Vec<(&'static str, Vec<u8>)>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Served>>>) {
+pub fn serve_logged(extra: Vec<(&'static str, Vec<u8>)>) -> (String, Log) {
     use std::hash::{Hash, Hasher};
     let dist = dist();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::TensorData;
 use safetensors::{Dtype, SafeTensors, View};
 
 use crate::Error;
@@ -40,7 +41,13 @@ pub fn f32s(bytes: &[u8]) -> Vec<f32> {
 
 /// f32 values → little-endian bytes.
 pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    // sized up front: a `flat_map` collect grows by reallocation, which the page's wasm pays
+    // for in copies at every load
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
 }
 
 /// Serializes named tensors (in name order) with `metadata`.
@@ -79,6 +86,21 @@ pub fn load_weights<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Result
         let e = e.split("\n\nHint:").next().unwrap_or_default().trim().to_string();
         Error::Bundle(format!("weights do not fit the config: {e}"))
     })?;
+    if !result.missing.is_empty() || !result.errors.is_empty() || !result.unused.is_empty() {
+        return Err(Error::Bundle(format!(
+            "weights do not fit the config: missing {:?}, unused {:?}, errors {:?}",
+            result.missing, result.unused, result.errors
+        )));
+    }
+    Ok(())
+}
+
+/// Loads f32 tensors, by parameter path, into `module` with the same strictness as
+/// [`load_weights`], without a safetensors file in between (a bundle's load: its weights are
+/// dequantized in memory already).
+pub fn load_tensors<M: ModuleSnapshot>(module: &mut M, tensors: BTreeMap<String, TensorData>) -> Result<(), Error> {
+    let snapshots = tensors.into_iter().map(|(name, data)| burn::store::bridge::from_data(data, name, None)).collect();
+    let result = module.apply(snapshots, None, None, false);
     if !result.missing.is_empty() || !result.errors.is_empty() || !result.unused.is_empty() {
         return Err(Error::Bundle(format!(
             "weights do not fit the config: missing {:?}, unused {:?}, errors {:?}",

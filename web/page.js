@@ -143,6 +143,7 @@ const handlers = {
     ready = true;
     $('download').hidden = true;
     $('backend').textContent = backend;
+    document.body.dataset.loadMs = loadMs.toFixed(1);
     enable(true);
     setState('ready', `Bundle ready (${(bytes / 1e6).toFixed(1)} MB, loaded in ${loadMs.toFixed(0)} ms).`);
     if (autorun) {

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use burn::tensor::TensorData;
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
@@ -43,8 +45,8 @@ pub struct Contents {
     pub precision: Precision,
     pub config_json: String,
     pub tokenizer_json: String,
-    /// Plain f32 safetensors bytes of every weight (int8 dequantized), for burn-store.
-    pub weights: Vec<u8>,
+    /// Every weight as f32 values by parameter path (int8 and 4-bit dequantized).
+    pub weights: BTreeMap<String, TensorData>,
     /// Values in those weights, to check a config against before building its model.
     pub parameters: usize,
     /// The codebook's values (`decoder.quantizer.codebook`; empty where a file has none).
@@ -56,12 +58,17 @@ const CODEBOOK: &str = "decoder.quantizer.codebook";
 
 /// Hash over every tensor (name, dtype, shape, bytes in name order), the config and the
 /// tokenizer: any flipped byte in the payload or metadata is caught at load.
-fn digest(tensors: &BTreeMap<String, OwnedTensor>, config: &str, tokenizer: &str, kind: &Kind) -> String {
+fn digest<'a>(
+    tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+    config: &str,
+    tokenizer: &str,
+    kind: &Kind,
+) -> String {
     let mut h = Sha256::new();
-    for (name, t) in tensors {
+    for (name, dtype, shape, data) in tensors {
         h.update(name.as_bytes());
-        h.update(format!("{:?}{:?}", t.dtype, t.shape).as_bytes());
-        h.update(&t.data);
+        h.update(format!("{dtype:?}{shape:?}").as_bytes());
+        h.update(data);
     }
     h.update(config.as_bytes());
     h.update(tokenizer.as_bytes());
@@ -122,7 +129,15 @@ pub fn write_kind(
         ("format".to_string(), FORMAT.to_string()),
         ("version".to_string(), VERSION.to_string()),
         ("precision".to_string(), format!("{precision:?}").to_lowercase()),
-        ("sha256".to_string(), digest(&stored, &config_json, &tokenizer_json, &kind)),
+        (
+            "sha256".to_string(),
+            digest(
+                stored.iter().map(|(n, t)| (n.as_str(), t.dtype, t.shape.as_slice(), t.data.as_slice())),
+                &config_json,
+                &tokenizer_json,
+                &kind,
+            ),
+        ),
         ("config".to_string(), config_json),
         ("tokenizer".to_string(), tokenizer_json),
     ]);
@@ -158,12 +173,11 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         Some("stage1") => Kind::Stage1 { trained: field("trained")?.clone() },
         Some(other) => return Err(bad(format!("contents '{other}' (generator or stage1)"))),
     };
-    let mut tensors = BTreeMap::new();
-    for (name, v) in st.tensors() {
-        tensors.insert(name, OwnedTensor { dtype: v.dtype(), shape: v.shape().to_vec(), data: v.data().to_vec() });
-    }
+    // the tensors as views into `bytes`: nothing is copied before the digest has passed
+    let tensors: BTreeMap<String, TensorView> = st.tensors().into_iter().collect();
     let (config_json, tokenizer_json) = (field("config")?, field("tokenizer")?);
-    if &digest(&tensors, config_json, tokenizer_json, &kind) != field("sha256")? {
+    let listed = tensors.iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data()));
+    if &digest(listed, config_json, tokenizer_json, &kind) != field("sha256")? {
         return Err(bad("integrity check failed: the sha256 of the contents does not match (corrupted file)".into()));
     }
     let precision = match field("precision")?.as_str() {
@@ -172,54 +186,58 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         "f32" => Precision::F32,
         other => return Err(bad(format!("precision '{other}' (int4, int8 or f32)"))),
     };
-    // dequantize into a plain f32 safetensors image that burn-store loads
-    let mut plain = BTreeMap::new();
+    let scales_of = |name: &str, what: &str| {
+        tensors
+            .get(&format!("{name}{SCALE_SUFFIX}"))
+            .map(|s| f32s(s.data()))
+            .ok_or_else(|| bad(format!("{what} tensor {name} has no scales")))
+    };
+    // dequantize to f32 values that burn-store loads as they are
+    let mut weights = BTreeMap::new();
+    let mut parameters = 0;
     for (name, t) in &tensors {
         if name.ends_with(SCALE_SUFFIX) {
             continue;
         }
-        let data = match t.dtype {
-            Dtype::F32 => t.data.clone(),
+        let mut shape = t.shape().to_vec();
+        let values = match t.dtype() {
+            Dtype::F32 => f32s(t.data()),
             Dtype::I8 => {
-                let scales = tensors
-                    .get(&format!("{name}{SCALE_SUFFIX}"))
-                    .ok_or_else(|| bad(format!("int8 tensor {name} has no scales")))?;
-                let q: Vec<i8> = t.data.iter().map(|&b| b as i8).collect();
-                if scales.data.len() / 4 != q.len().div_ceil(BLOCK) {
-                    return Err(bad(format!("tensor {name}: {} scales for {} values", scales.data.len() / 4, q.len())));
+                let scales = scales_of(name, "int8")?;
+                let q: Vec<i8> = t.data().iter().map(|&b| b as i8).collect();
+                if scales.len() != q.len().div_ceil(BLOCK) {
+                    return Err(bad(format!("tensor {name}: {} scales for {} values", scales.len(), q.len())));
                 }
-                f32_bytes(&dequantize_blocks(&q, &f32s(&scales.data)))
+                dequantize_blocks(&q, &scales)
             }
             Dtype::U8 => {
-                let scales = tensors
-                    .get(&format!("{name}{SCALE_SUFFIX}"))
-                    .ok_or_else(|| bad(format!("4-bit tensor {name} has no scales")))?;
-                let len = t.data.len() * 2;
-                if scales.data.len() / 4 != len.div_ceil(BLOCK) {
-                    return Err(bad(format!("tensor {name}: {} scales for {len} 4-bit values", scales.data.len() / 4)));
+                let scales = scales_of(name, "4-bit")?;
+                let len = t.data().len() * 2;
+                if scales.len() != len.div_ceil(BLOCK) {
+                    return Err(bad(format!("tensor {name}: {} scales for {len} 4-bit values", scales.len())));
                 }
-                f32_bytes(&dequantize_int4_blocks(&t.data, len, &f32s(&scales.data)))
+                *shape.last_mut().ok_or_else(|| bad(format!("4-bit tensor {name} has no shape")))? *= 2;
+                dequantize_int4_blocks(t.data(), len, &scales)
             }
             other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),
         };
-        if let Some(at) = f32s(&data).iter().position(|v| !v.is_finite()) {
+        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("tensor {name} holds a non-finite value (at {at}): the weights are corrupt")));
         }
-        let mut shape = t.shape.clone();
-        if t.dtype == Dtype::U8 {
-            *shape.last_mut().ok_or_else(|| bad(format!("4-bit tensor {name} has no shape")))? *= 2;
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(bad(format!("tensor {name}: {} values for shape {shape:?}", values.len())));
         }
-        plain.insert(name.clone(), OwnedTensor { dtype: Dtype::F32, shape, data });
+        parameters += values.len();
+        weights.insert(name.clone(), TensorData::new(values, shape));
     }
-    let parameters = plain.values().map(|t| t.data.len() / 4).sum();
-    let codebook = plain.get(CODEBOOK).map(|t| f32s(&t.data)).unwrap_or_default();
+    let codebook = weights.get(CODEBOOK).map(|d| d.try_to_vec::<f32>().unwrap_or_default()).unwrap_or_default();
     Ok(Contents {
         kind,
         version,
         precision,
         config_json: config_json.clone(),
         tokenizer_json: tokenizer_json.clone(),
-        weights: crate::weights::serialize(&plain, None)?,
+        weights,
         parameters,
         codebook,
     })

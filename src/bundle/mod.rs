@@ -176,14 +176,18 @@ pub fn load_stage1(bytes: &[u8], device: &Device) -> Result<Stage1File, Error> {
 /// Loads a file's f32 `weights` (`parameters` values) into `module`, refusing a config that
 /// describes more parameters than the file holds before any is allocated (burn builds most
 /// parameters lazily, so their count is known first).
-fn load_checked<M: Module>(module: &mut M, weights: Vec<u8>, parameters: usize) -> Result<(), Error> {
+fn load_checked<M: Module>(
+    module: &mut M,
+    weights: std::collections::BTreeMap<String, burn::tensor::TensorData>,
+    parameters: usize,
+) -> Result<(), Error> {
     if module.num_params() > parameters {
         return Err(Error::Bundle(format!(
             "the config describes {} parameters but the file holds {parameters}: config and weights do not belong together",
             module.num_params()
         )));
     }
-    crate::weights::load_weights(module, weights)
+    crate::weights::load_tensors(module, weights)
 }
 
 /// Whether the packed kernels run on `device`: natively, the CPU device on a CPU with

@@ -38,8 +38,13 @@ pub fn quantize_int4_blocks(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
 
 /// The 4-bit values (-7..=7) of [`quantize_int4_blocks`]' bytes, unpacked.
 fn unpack_int4(packed: &[u8], len: usize) -> Vec<i8> {
-    // sign-extend a nibble: shift it into the top of an i8, then back arithmetically
-    packed.iter().flat_map(|&b| [((b << 4) as i8) >> 4, (b as i8) >> 4]).take(len).collect()
+    let mut q = Vec::with_capacity(len.min(packed.len() * 2));
+    for &b in packed {
+        // sign-extend a nibble: shift it into the top of an i8, then back arithmetically
+        q.extend_from_slice(&[((b << 4) as i8) >> 4, (b as i8) >> 4]);
+    }
+    q.truncate(len);
+    q
 }
 
 /// The `len` values of [`quantize_int4_blocks`]' bytes and scales.
@@ -58,7 +63,9 @@ fn symmetric_blocks(values: &[f32], levels: i8) -> (Vec<i8>, Vec<f32>) {
     let mut q = Vec::with_capacity(values.len());
     let mut scales = Vec::with_capacity(values.len().div_ceil(BLOCK));
     for block in values.chunks(BLOCK) {
-        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // a comparison, not `f32::max`: wasm has no instruction with its NaN rule and calls
+        // `fmaxf` per value (a NaN is skipped either way)
+        let max = block.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
         let scale = if max > 0.0 { max / top } else { 1.0 };
         q.extend(block.iter().map(|v| (v / scale).round().clamp(-top, top) as i8));
         scales.push(scale);
@@ -67,7 +74,12 @@ fn symmetric_blocks(values: &[f32], levels: i8) -> (Vec<i8>, Vec<f32>) {
 }
 
 pub fn dequantize_blocks(q: &[i8], scales: &[f32]) -> Vec<f32> {
-    q.chunks(BLOCK).zip(scales).flat_map(|(block, s)| block.iter().map(move |&v| v as f32 * s)).collect()
+    // sized up front (a `flat_map` collect reallocates as it grows: the page's load pays it)
+    let mut values = Vec::with_capacity(q.len());
+    for (block, s) in q.chunks(BLOCK).zip(scales) {
+        values.extend(block.iter().map(|&v| v as f32 * s));
+    }
+    values
 }
 
 #[cfg(test)]

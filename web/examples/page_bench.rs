@@ -91,7 +91,9 @@ fn main() {
         wait_for(&tab, "document.body.dataset.state", &["done"], Duration::from_secs(300));
         let label = eval(&tab, "document.getElementById('backend').textContent");
         let since = eval(&tab, "Number(document.body.dataset.sinceBundleMs)");
-        println!("{}", json!({ "backend": label, "bundle_to_first_pair_ms": since }));
+        // of which the bundle's load (parse, checks, dequantize, the model built on the device)
+        let load = eval(&tab, "Number(document.body.dataset.loadMs)");
+        println!("{}", json!({ "backend": label, "bundle_to_first_pair_ms": since, "load_ms": load }));
         for &(batch, count) in RUNS {
             eval(
                 &tab,

@@ -136,6 +136,18 @@ fn four_bit_weights_need_their_scales() {
     assert_eq!(&w.try_to_vec::<f32>().unwrap()[..2], [0.5, 3.5]);
 }
 
+/// A tensor the model does not have is refused by name, not skipped: a file for another
+/// model version would otherwise load half its weights.
+#[test]
+fn a_weight_the_model_lacks_is_refused_by_name() {
+    let mut p = parts();
+    let extra = mxq::weights::OwnedTensor { dtype: safetensors::Dtype::F32, shape: vec![2], data: vec![0; 8] };
+    p.tensors.insert("prior.extra.weight".into(), extra);
+    let e = load_error(&p.signed());
+    assert_contains(&e, "unused");
+    assert_contains(&e, "prior.extra.weight");
+}
+
 #[test]
 fn weights_that_are_not_finite_are_refused_by_tensor() {
     for bad in [f32::NAN, f32::INFINITY] {

@@ -104,6 +104,27 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         .map(|s| s.to_string())
         .collect();
     ok(&imported_train);
+    // its codes are kept in prior/ between starts: a resume reads them back; a damaged file
+    // is encoded again, not trusted
+    let resume_prior = |steps: &str| {
+        let resume = ["--resume".to_string(), "--max-steps".into(), steps.into()];
+        let args: Vec<String> = imported_train[..6].iter().cloned().chain(resume).collect();
+        let out = mxq(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(resume_prior("3").contains("codes read back, not encoded again"));
+    let kept: Vec<_> = std::fs::read_dir(tmp.path().join("imported/prior"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("codes-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let bytes = std::fs::read(&kept[0]).unwrap();
+    assert_eq!(bytes.len() % (64 * 4), 0, "64 pairs' codes as u32");
+    std::fs::write(&kept[0], &bytes[..bytes.len() - 3]).unwrap();
+    assert!(resume_prior("4").contains("codes encoded"));
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), bytes, "encoded again, the same codes");
 
     // the paper's comparison: a variant is recorded in the run's config; a wrong name is named
     let variant = |run: &str, v: &str| -> Vec<String> {

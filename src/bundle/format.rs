@@ -16,6 +16,7 @@ use crate::Error;
 use crate::kernels::int8::{
     BLOCK, Precision, dequantize_blocks, dequantize_int4_blocks, quantize_blocks, quantize_int4_blocks, stored_in_int4,
 };
+use crate::kernels::packed_prior::StoredBlocks;
 use crate::weights::{OwnedTensor, f32_bytes, f32s};
 
 /// `format` entry of every bundle.
@@ -47,6 +48,8 @@ pub struct Contents {
     pub tokenizer_json: String,
     /// Every weight as f32 values by parameter path (int8 and 4-bit dequantized).
     pub weights: BTreeMap<String, TensorData>,
+    /// The int8 weights as stored (values and block scales), for kernels that run on them.
+    pub int8: StoredBlocks,
     /// Values in those weights, to check a config against before building its model.
     pub parameters: usize,
     /// The codebook's values (`decoder.quantizer.codebook`; empty where a file has none).
@@ -194,6 +197,7 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
     };
     // dequantize to f32 values that burn-store loads as they are
     let mut weights = BTreeMap::new();
+    let mut int8 = StoredBlocks::new();
     let mut parameters = 0;
     for (name, t) in &tensors {
         if name.ends_with(SCALE_SUFFIX) {
@@ -208,7 +212,9 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
                 if scales.len() != q.len().div_ceil(BLOCK) {
                     return Err(bad(format!("tensor {name}: {} scales for {} values", scales.len(), q.len())));
                 }
-                dequantize_blocks(&q, &scales)
+                let values = dequantize_blocks(&q, &scales);
+                int8.insert(name.clone(), (q, scales));
+                values
             }
             Dtype::U8 => {
                 let scales = scales_of(name, "4-bit")?;
@@ -238,6 +244,7 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         config_json: config_json.clone(),
         tokenizer_json: tokenizer_json.clone(),
         weights,
+        int8,
         parameters,
         codebook,
     })

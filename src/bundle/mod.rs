@@ -95,9 +95,14 @@ pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundl
     tokenizer.check_fits(&config.stage1.text)?;
     let mut generator = Generator::new(&config, device);
     load_checked(&mut generator, contents.weights, contents.parameters)?;
-    // a prior whose widths do not pack (not multiples of 64) samples on burn's layers
+    // a prior whose widths do not pack (not multiples of 64) samples on burn's layers; an
+    // int8 prior packs from its stored blocks as they are
+    let simd = crate::kernels::Simd::Avx512;
     let packed_prior = (options.packed_kernels && packs_on(device))
-        .then(|| PackedPrior::new(&generator.prior, contents.precision, crate::kernels::Simd::Avx512).ok())
+        .then(|| match contents.precision {
+            Precision::F32 => PackedPrior::new(&generator.prior, Precision::F32, simd).ok(),
+            Precision::Int8 | Precision::Int4 => PackedPrior::from_stored(&generator.prior, &contents.int8, simd).ok(),
+        })
         .flatten();
     let (version, precision, codebook) = (contents.version, contents.precision, contents.codebook);
     Ok(Bundle { config, tokenizer, generator, packed_prior, version, precision, codebook })

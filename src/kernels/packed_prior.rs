@@ -42,6 +42,9 @@ struct PackedBlock {
     heads: usize,
 }
 
+/// A bundle's int8 weights as stored: values and one scale per 64-value block, by parameter path.
+pub type StoredBlocks = std::collections::BTreeMap<String, (Vec<i8>, Vec<f32>)>;
+
 /// Keys and values of the positions seen so far, per block, as plain rows.
 #[derive(Debug, Clone, Default)]
 pub struct PackedCache {
@@ -54,19 +57,29 @@ pub struct PackedCache {
 fn pack(linear: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear, String> {
     let [k, n] = linear.weight.dims();
     let w = linear.weight.val().into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
-    let bias = match &linear.bias {
-        Some(b) => Some(b.val().into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?),
-        None => None,
-    };
     match precision {
         // Re-quantizing an int8 bundle's dequantized weights gives back its int8 values (each
         // block's largest value is ±127 steps) and its scales to a rounding step.
         // (a 4-bit bundle's prior is stored in int8: only its text decoder's map is 4-bit)
         Precision::Int8 | Precision::Int4 => {
             let (q, scales) = quantize_blocks(&w);
-            PackedLinear::int8(&q, &scales, k, n, bias)
+            PackedLinear::int8(&q, &scales, k, n, bias(linear)?)
         }
-        Precision::F32 => PackedLinear::f32(&w, k, n, bias),
+        Precision::F32 => PackedLinear::f32(&w, k, n, bias(linear)?),
+    }
+}
+
+/// A linear layer packed from its stored int8 blocks (`q`, `scales`: a bundle's own, so
+/// nothing is quantized again), its bias from the layer.
+fn pack_stored(linear: &burn::nn::Linear, stored: &(Vec<i8>, Vec<f32>)) -> Result<PackedLinear, String> {
+    let [k, n] = linear.weight.dims();
+    PackedLinear::int8(&stored.0, &stored.1, k, n, bias(linear)?)
+}
+
+fn bias(linear: &burn::nn::Linear) -> Result<Option<Vec<f32>>, String> {
+    match &linear.bias {
+        Some(b) => Ok(Some(b.val().into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?)),
+        None => Ok(None),
     }
 }
 
@@ -78,17 +91,38 @@ impl PackedPrior {
     /// Packs `prior`'s linear layers (int8: quantized in the bundle's 64-value blocks).
     /// An error names a layer whose shape does not pack (widths must be multiples of 64).
     pub fn new(prior: &Prior, precision: Precision, simd: Simd) -> Result<Self, String> {
+        Self::build(prior, simd, &|_, linear| pack(linear, precision))
+    }
+
+    /// Packs `prior`'s linear layers from the int8 blocks a bundle stores (`stored`, by
+    /// parameter path: `prior.blocks.0.qkv.weight`…), as they are: a bundle's load then
+    /// skips quantizing its own dequantized weights again. A layer missing there is an error.
+    pub fn from_stored(prior: &Prior, stored: &StoredBlocks, simd: Simd) -> Result<Self, String> {
+        Self::build(prior, simd, &|name, linear| {
+            let blocks =
+                stored.get(&format!("prior.{name}.weight")).ok_or(format!("no int8 blocks for prior.{name}"))?;
+            pack_stored(linear, blocks)
+        })
+    }
+
+    fn build(
+        prior: &Prior,
+        simd: Simd,
+        pack: &dyn Fn(&str, &burn::nn::Linear) -> Result<PackedLinear, String>,
+    ) -> Result<Self, String> {
         let blocks = prior
             .blocks
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(i, b)| {
+                let name = |layer: &str| format!("blocks.{i}.{layer}");
                 Ok(PackedBlock {
                     norm_attn: b.norm_attn.clone(),
-                    qkv: pack(&b.qkv, precision)?,
-                    proj: pack(&b.proj, precision)?,
+                    qkv: pack(&name("qkv"), &b.qkv)?,
+                    proj: pack(&name("proj"), &b.proj)?,
                     norm_mlp: b.norm_mlp.clone(),
-                    fc: pack(&b.fc, precision)?,
-                    fc_out: pack(&b.fc_out, precision)?,
+                    fc: pack(&name("fc"), &b.fc)?,
+                    fc_out: pack(&name("fc_out"), &b.fc_out)?,
                     heads: b.heads,
                 })
             })
@@ -98,7 +132,7 @@ impl PackedPrior {
             position_embedding: prior.position_embedding.clone(),
             blocks,
             norm: prior.norm.clone(),
-            head: pack(&prior.head, precision)?,
+            head: pack("head", &prior.head)?,
             vocab: prior.vocab,
             simd,
         })

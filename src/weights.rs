@@ -77,27 +77,27 @@ pub fn module_tensors<M: ModuleSnapshot>(module: &M) -> Result<BTreeMap<String, 
 }
 
 /// Loads f32 safetensors bytes into `module`: every parameter present with its exact shape,
-/// and nothing the module lacks.
+/// and nothing the module lacks (the judge's file; [`load_tensors`] does the loading).
 pub fn load_weights<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Result<(), Error> {
-    let mut store = SafetensorsStore::from_bytes(Some(bytes));
-    let result = module.load_from(&mut store).map_err(|e| {
-        // burn's message ends with a hint for its own API, not for a user of a file
-        let e = e.to_string();
-        let e = e.split("\n\nHint:").next().unwrap_or_default().trim().to_string();
-        Error::Bundle(format!("weights do not fit the config: {e}"))
-    })?;
-    if !result.missing.is_empty() || !result.errors.is_empty() || !result.unused.is_empty() {
-        return Err(Error::Bundle(format!(
-            "weights do not fit the config: missing {:?}, unused {:?}, errors {:?}",
-            result.missing, result.unused, result.errors
-        )));
-    }
-    Ok(())
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Bundle(format!("not readable weights: {e}")))?;
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            if v.dtype() != Dtype::F32 {
+                return Err(Error::Bundle(format!("tensor {name} is {:?}, expected F32", v.dtype())));
+            }
+            // safetensors checked that the bytes fit the shape
+            let data = TensorData::new(f32s(v.data()), v.shape().to_vec());
+            Ok((name, data))
+        })
+        .collect::<Result<_, _>>()?;
+    load_tensors(module, tensors)
 }
 
-/// Loads f32 tensors, by parameter path, into `module` with the same strictness as
-/// [`load_weights`], without a safetensors file in between (a bundle's load: its weights are
-/// dequantized in memory already).
+/// Loads f32 tensors, by parameter path, into `module`: every parameter present with its
+/// exact shape, and nothing the module lacks (a file for another model version would
+/// otherwise load half its weights). A bundle's load calls it with weights it dequantized.
 pub fn load_tensors<M: ModuleSnapshot>(module: &mut M, tensors: BTreeMap<String, TensorData>) -> Result<(), Error> {
     let snapshots = tensors.into_iter().map(|(name, data)| burn::store::bridge::from_data(data, name, None)).collect();
     let result = module.apply(snapshots, None, None, false);

@@ -100,7 +100,7 @@ pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundl
     let simd = crate::kernels::Simd::Avx512;
     let packed_prior = (options.packed_kernels && packs_on(device))
         .then(|| match contents.precision {
-            Precision::F32 => PackedPrior::new(&generator.prior, Precision::F32, simd).ok(),
+            Precision::F32 => PackedPrior::new(&generator.prior, simd).ok(),
             Precision::Int8 | Precision::Int4 => PackedPrior::from_stored(&generator.prior, &contents.int8, simd).ok(),
         })
         .flatten();

@@ -10,7 +10,6 @@ use burn::prelude::*;
 use crate::kernels::Simd;
 use crate::kernels::activations::gelu_in_place;
 use crate::kernels::attention::CachedRows;
-use crate::kernels::int8::{Precision, quantize_blocks};
 use crate::kernels::packed_linear::PackedLinear;
 use crate::model::prior::{Prior, embed};
 
@@ -53,20 +52,11 @@ pub struct PackedCache {
     pub len: usize,
 }
 
-/// A linear layer's weights `[k, n]` and bias, packed in `precision`.
-fn pack(linear: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear, String> {
+/// A linear layer's f32 weights `[k, n]` and bias, packed.
+fn pack_f32(linear: &burn::nn::Linear) -> Result<PackedLinear, String> {
     let [k, n] = linear.weight.dims();
     let w = linear.weight.val().into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
-    match precision {
-        // Re-quantizing an int8 bundle's dequantized weights gives back its int8 values (each
-        // block's largest value is ±127 steps) and its scales to a rounding step.
-        // (a 4-bit bundle's prior is stored in int8: only its text decoder's map is 4-bit)
-        Precision::Int8 | Precision::Int4 => {
-            let (q, scales) = quantize_blocks(&w);
-            PackedLinear::int8(&q, &scales, k, n, bias(linear)?)
-        }
-        Precision::F32 => PackedLinear::f32(&w, k, n, bias(linear)?),
-    }
+    PackedLinear::f32(&w, k, n, bias(linear)?)
 }
 
 /// A linear layer packed from its stored int8 blocks (`q`, `scales`: a bundle's own, so
@@ -88,10 +78,11 @@ fn floats(x: Tensor<3>) -> Vec<f32> {
 }
 
 impl PackedPrior {
-    /// Packs `prior`'s linear layers (int8: quantized in the bundle's 64-value blocks).
-    /// An error names a layer whose shape does not pack (widths must be multiples of 64).
-    pub fn new(prior: &Prior, precision: Precision, simd: Simd) -> Result<Self, String> {
-        Self::build(prior, simd, &|_, linear| pack(linear, precision))
+    /// Packs `prior`'s linear layers as f32 (an f32 bundle's; an int8 one packs its stored
+    /// blocks: [`Self::from_stored`]). An error names a layer whose shape does not pack
+    /// (widths must be multiples of 64).
+    pub fn new(prior: &Prior, simd: Simd) -> Result<Self, String> {
+        Self::build(prior, simd, &|_, linear| pack_f32(linear))
     }
 
     /// Packs `prior`'s linear layers from the int8 blocks a bundle stores (`stored`, by

@@ -119,6 +119,10 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
 /// Stage 1: encoders, quantizer, cross maps and decoders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +189,13 @@ pub struct PriorConfig {
     /// Salimans 2022). Absent (0) in configs written before it existed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unconditional: f64,
+    /// A conditional prior: trained to draw only the second part given the first, the
+    /// first encoded alone (the other half masked) as the conditional modes encode what they
+    /// are given — an image-first one captions images, a text-first one draws captions. It
+    /// never learned the first part, so it does not draw whole pairs. Absent (false) in
+    /// configs written before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub conditional: bool,
 }
 
 /// Everything a model's shape depends on.
@@ -280,6 +291,7 @@ impl MxqConfig {
                 dropout: 0.1,
                 order: SequenceOrder::ImageFirst,
                 unconditional: 0.0,
+                conditional: false,
             },
         }
     }
@@ -308,6 +320,7 @@ impl MxqConfig {
                 dropout: 0.0,
                 order: SequenceOrder::ImageFirst,
                 unconditional: 0.0,
+                conditional: false,
             },
         }
     }
@@ -334,6 +347,7 @@ impl MxqConfig {
                 dropout: 0.0,
                 order: SequenceOrder::ImageFirst,
                 unconditional: 0.0,
+                conditional: false,
             },
         }
     }

@@ -171,13 +171,14 @@ impl Prior {
 
     /// [`Self::loss`] where the sequences marked in `hidden` have their first `first_part`
     /// codes hidden (classifier-free guidance's unconditional rows): start tokens stand in
-    /// for them as inputs and they are not predicted; the loss is the mean over the codes
-    /// that are.
+    /// for them as inputs and they are not predicted; where `given` (a conditional prior),
+    /// no sequence's first part is predicted: it is given, and only the rest is learned. The
+    /// loss is the mean over the codes that are predicted.
     ///
     /// # Shapes
     /// - sequences: `[batch, n]`, hidden: `batch` flags
-    pub fn loss_hiding(&self, sequences: Tensor<2, Int>, hidden: &[bool], first_part: usize) -> Tensor<1> {
-        if !hidden.contains(&true) {
+    pub fn loss_hiding(&self, sequences: Tensor<2, Int>, hidden: &[bool], first_part: usize, given: bool) -> Tensor<1> {
+        if !hidden.contains(&true) && !given {
             return self.loss(sequences);
         }
         let [batch, n] = sequences.dims();
@@ -190,7 +191,8 @@ impl Prior {
         };
         let hide_inputs = Tensor::<2, Bool>::from_data(TensorData::new(flags(1..first_part + 1), [batch, n]), &device);
         let inputs = inputs.mask_fill(hide_inputs, self.start() as i64);
-        let weights: Vec<f32> = flags(0..first_part).into_iter().map(|h| if h { 0.0 } else { 1.0 }).collect();
+        let unpredicted = flags(0..first_part).into_iter().enumerate().map(|(i, h)| h || (given && i % n < first_part));
+        let weights: Vec<f32> = unpredicted.map(|skip| if skip { 0.0 } else { 1.0 }).collect();
         let counted = weights.iter().sum::<f32>().max(1.0);
         let weights = Tensor::<2>::from_data(TensorData::new(weights, [batch, n]), &device);
         let log_p = log_softmax(self.forward(inputs), 2); // [B, n, K]

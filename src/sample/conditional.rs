@@ -44,6 +44,23 @@ impl Encoder {
 pub const CAPTION_TEMPERATURE: f32 = 0.0;
 
 impl Bundle {
+    /// Refuses to draw whole pairs (nothing `given`) from a conditional prior
+    /// (`prior.conditional`): it never learned the first part of a sequence.
+    pub fn check_given(&self, given: &Given) -> Result<(), Error> {
+        let p = &self.config.prior;
+        if p.conditional && given.prefix.is_empty() {
+            let (needs, draws) = match p.order {
+                SequenceOrder::ImageFirst => ("an image to caption", "captions"),
+                SequenceOrder::TextFirst => ("a caption to draw", "images"),
+            };
+            return Err(Error::Options(format!(
+                "this bundle's prior is conditional (mxq train prior --conditional): it draws {draws} for what it \
+                 is given and cannot draw whole pairs; give it {needs}"
+            )));
+        }
+        Ok(())
+    }
+
     /// A stage-1 file as this bundle's encoder, refused where its stage 1 is not the bundle's.
     pub fn encoder(&self, stage1: Stage1File) -> Result<Encoder, Error> {
         let encoder = Encoder::new(stage1);

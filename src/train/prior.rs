@@ -7,8 +7,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use crate::Error;
-use crate::config::MxqConfig;
-use crate::data::batch::PairSet;
+use crate::config::{MxqConfig, SequenceOrder};
+use crate::data::batch::{Batch, PairSet};
+use crate::data::masking::Half;
 use crate::data::tokenizer::CaptionTokenizer;
 use crate::model::mxq_vae::MxqVae;
 use crate::model::prior::Prior;
@@ -46,11 +47,43 @@ impl CodeSequences {
 
 /// Encodes every pair into its unified code sequence with a frozen stage 1, `batch` pairs at a time.
 pub fn encode_sequences(vae: &MxqVae, data: &PairSet, batch: usize, device: &Device) -> CodeSequences {
+    encode_with(vae, data, batch, |ids| data.batch(ids, None, device))
+}
+
+/// The sequences `config`'s prior trains on: [`encode_sequences`]; for a conditional prior
+/// (`prior.conditional`) the first part's codes are instead those of that half encoded alone,
+/// the other half masked entirely — what the conditional modes give the prior — and the
+/// second part's those of the whole pair, which decode to it.
+pub fn encode_for_prior(
+    vae: &MxqVae,
+    data: &PairSet,
+    batch: usize,
+    device: &Device,
+    config: &MxqConfig,
+) -> CodeSequences {
+    let mut whole = encode_sequences(vae, data, batch, device);
+    if !config.prior.conditional {
+        return whole;
+    }
+    let image = config.stage1.image_positions();
+    let (without, given) = match config.prior.order {
+        SequenceOrder::ImageFirst => (Half::Caption, 0..image),
+        SequenceOrder::TextFirst => (Half::Image, image..whole.length),
+    };
+    let alone = encode_with(vae, data, batch, |ids| data.batch_without(ids, without, device));
+    let length = whole.length;
+    for (w, a) in whole.codes.chunks_mut(length).zip(alone.codes.chunks(length)) {
+        w[given.clone()].copy_from_slice(&a[given.clone()]);
+    }
+    whole
+}
+
+fn encode_with(vae: &MxqVae, data: &PairSet, batch: usize, make: impl Fn(&[usize]) -> Batch + Sync) -> CodeSequences {
     let ids: Vec<usize> = (0..data.len()).collect();
     let codes: Vec<u32> = crate::on_cpu_pool(|| {
         ids.chunks(batch.max(1))
             .flat_map(|chunk| {
-                vae.encode(data.batch(chunk, None, device))
+                vae.encode(make(chunk))
                     .into_data()
                     .try_into_vec_as::<i64>()
                     .expect("int codes")
@@ -63,7 +96,7 @@ pub fn encode_sequences(vae: &MxqVae, data: &PairSet, batch: usize, device: &Dev
     CodeSequences { codes, length }
 }
 
-/// [`encode_sequences`], kept in `dir` for the next start of the same run: a resume, or a
+/// [`encode_for_prior`], kept in `dir` for the next start of the same run: a resume, or a
 /// new prior on the same stage 1 and pairs, reads the codes back instead of encoding again
 /// (minutes on a CPU for 200,000 pairs). The file is named by a sha256 of the pairs (image
 /// bytes, caption tokens) and of `stage1` — the stage-1 weights' identity, e.g. their
@@ -77,10 +110,15 @@ pub fn encode_sequences_kept(
     device: &Device,
     dir: &Path,
     stage1: &str,
+    config: &MxqConfig,
 ) -> Result<(CodeSequences, bool), Error> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(stage1.as_bytes());
+    if config.prior.conditional {
+        // other codes than a whole-pair run's: another file (earlier files keep their names)
+        h.update(format!("conditional {}", config.prior.order).as_bytes());
+    }
     h.update((data.len() as u64).to_le_bytes());
     h.update((data.length as u64).to_le_bytes());
     h.update(&data.images);
@@ -98,7 +136,7 @@ pub fn encode_sequences_kept(
             return Ok((CodeSequences { codes, length }, true));
         }
     }
-    let sequences = encode_sequences(vae, data, batch, device);
+    let sequences = encode_for_prior(vae, data, batch, device, config);
     let bytes: Vec<u8> = sequences.codes.iter().flat_map(|c| c.to_le_bytes()).collect();
     crate::error::write_atomic(&path, &bytes)?;
     Ok((sequences, false))
@@ -111,6 +149,8 @@ pub struct PriorStep<'a> {
     /// Classifier-free guidance's training: the share of sequences whose first
     /// `first_part` codes are hidden, drawn per step from `seed`.
     hide: Option<Hide>,
+    /// A conditional prior's: the first `n` codes are given, not predicted.
+    given: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +163,13 @@ struct Hide {
 impl<'a> PriorStep<'a> {
     /// Steps over `sequences`; `device` must be an autodiff device.
     pub fn new(sequences: &'a CodeSequences, device: &Device) -> Self {
-        Self { sequences, device: device.clone(), hide: None }
+        Self { sequences, device: device.clone(), hide: None, given: None }
+    }
+
+    /// Leaves the first `first_part` codes of every sequence unpredicted (`prior.conditional`).
+    pub fn given(mut self, conditional: bool, first_part: usize) -> Self {
+        self.given = conditional.then_some(first_part);
+        self
     }
 
     /// Hides the first `first_part` codes of a `share` of the sequences (`prior.unconditional`),
@@ -152,13 +198,14 @@ impl Stage<Prior> for PriorStep<'_> {
         let flat: Vec<i64> = batch.iter().flat_map(|&i| self.sequences.get(i).iter().map(|&c| c as i64)).collect();
         let sequences =
             Tensor::<2, Int>::from_data(TensorData::new(flat, [batch.len(), self.sequences.length]), &self.device);
-        let loss = match self.hide {
-            Some(h) => {
+        let loss = match (self.hide, self.given) {
+            (Some(h), given) => {
                 let mut rng = Rng::new(h.seed, Stream::TrainStep(step as u64));
                 let hidden: Vec<bool> = batch.iter().map(|_| (rng.unit_f32() as f64) < h.share).collect();
-                model.loss_hiding(sequences, &hidden, h.first_part)
+                model.loss_hiding(sequences, &hidden, h.first_part, given.is_some())
             }
-            None => model.loss(sequences),
+            (None, Some(first_part)) => model.loss_hiding(sequences, &vec![false; batch.len()], first_part, true),
+            (None, None) => model.loss(sequences),
         };
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -192,8 +239,10 @@ pub fn train_prior(
     }
     let sequences = sequences.in_prior_order(&state.config);
     let prior = &state.config.prior;
-    let mut stage =
-        PriorStep::new(&sequences, device).hiding(prior.unconditional, state.config.first_part(), state.options.seed);
+    let first = state.config.first_part();
+    let mut stage = PriorStep::new(&sequences, device)
+        .hiding(prior.unconditional, first, state.options.seed)
+        .given(prior.conditional, first);
     fit(model, &mut stage, state, &ckpt, resume, progress)
 }
 

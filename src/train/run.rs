@@ -49,6 +49,8 @@ pub struct PriorSetup {
     pub width: Option<usize>,
     /// `prior.unconditional`: the share of sequences trained without their first part.
     pub unconditional: Option<f64>,
+    /// `prior.conditional`: the second part alone is learned, given the first.
+    pub conditional: Option<bool>,
 }
 
 impl PriorSetup {
@@ -60,6 +62,7 @@ impl PriorSetup {
         p.heads = self.heads.unwrap_or(p.heads);
         p.d_model = self.width.unwrap_or(p.d_model);
         p.unconditional = self.unconditional.unwrap_or(p.unconditional);
+        p.conditional = self.conditional.unwrap_or(p.conditional);
         config.check()?;
         Ok(config)
     }
@@ -144,16 +147,19 @@ impl Run {
 
     /// The config a prior run trains with: stage 1's with `setup`'s changes to the prior.
     /// The prior folder holds a checkpoint exactly when `resume`; a resumed prior keeps its
-    /// checkpoint's config, so changes asked for then are an error, not ignored.
+    /// checkpoint's config (returned), so changes asked for then are an error, not ignored.
     pub fn prepare_prior(&self, stage1: &MxqConfig, setup: &PriorSetup, resume: bool) -> Result<MxqConfig, Error> {
         Self::check_resume(&self.prior_dir(), resume)?;
         if resume && *setup != PriorSetup::default() {
             return Err(Error::Checkpoint {
                 path: self.prior_dir().display().to_string(),
                 why: "--resume keeps the prior's recorded order and size; --order/--layers/--heads/--width/\
-                      --unconditional apply to a new prior run only"
+                      --unconditional/--conditional apply to a new prior run only"
                     .into(),
             });
+        }
+        if resume {
+            return Ok(Checkpoint::new(self.prior_dir()).state()?.config);
         }
         setup.apply(stage1.clone())
     }
@@ -184,8 +190,9 @@ impl Run {
                     .into(),
             ));
         }
-        let config = PriorSetup { unconditional: setup.unconditional, ..PriorSetup::default() }
-            .apply(MxqConfig { prior: bundle.config.prior.clone(), ..state.config.clone() })?;
+        let config =
+            PriorSetup { unconditional: setup.unconditional, conditional: setup.conditional, ..PriorSetup::default() }
+                .apply(MxqConfig { prior: bundle.config.prior.clone(), ..state.config.clone() })?;
         Ok((config, bundle.generator.prior))
     }
 

@@ -378,6 +378,11 @@ struct PriorArgs {
     /// stage-1 config's (0: none).
     #[arg(long)]
     unconditional: Option<f64>,
+    /// Train a conditional prior: it learns only the second part given the first, the first
+    /// encoded alone (the other half masked) as `mxq caption` and `--caption` encode what they
+    /// are given. With --order image-first: a captioner. It does not draw whole pairs.
+    #[arg(long)]
+    conditional: bool,
     /// Start from this bundle's prior instead of random weights (fine-tuning; a new prior
     /// run only): its order and size, trained on this run's stage 1 (checked).
     #[arg(long, conflicts_with_all = ["order", "layers", "heads", "width"])]
@@ -627,8 +632,14 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let run = Run::new(&t.run);
     let device = t.device.start()?;
     let (vae, state) = run.stage1(&device)?;
-    let setup =
-        PriorSetup { order: a.order, layers: a.layers, heads: a.heads, width: a.width, unconditional: a.unconditional };
+    let setup = PriorSetup {
+        order: a.order,
+        layers: a.layers,
+        heads: a.heads,
+        width: a.width,
+        unconditional: a.unconditional,
+        conditional: a.conditional.then_some(true),
+    };
     let (config, start) = match &a.init_from {
         Some(_) if t.resume => bail!("--init-from starts a new prior run; --resume continues the run's own"),
         Some(path) => {
@@ -647,10 +658,11 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let stage1_id = state.files.iter().map(|f| f.sha256.as_str()).collect::<Vec<_>>().join(",");
     let sequences = if stage1_id.is_empty() {
         eprintln!("prior: encoding {} pairs with the frozen stage 1", data.len());
-        train::encode_sequences(&vae, &data, 64, &device)
+        train::encode_for_prior(&vae, &data, 64, &device, &config)
     } else {
         eprintln!("prior: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
-        let (sequences, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &stage1_id)?;
+        let (sequences, kept) =
+            train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &stage1_id, &config)?;
         eprintln!(
             "prior: codes {} (kept in {})",
             if kept { "read back, not encoded again" } else { "encoded" },
@@ -754,6 +766,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         Some(caption) => bundle.given_caption(&load_encoder(&bundle, &a.encoder.stage1, &device)?, caption, &device)?,
         None => Given::default(),
     };
+    bundle.check_given(&given)?;
     let mut out = mxq::data::PairWriter::create(&a.out, a.force)?;
     let mut grid = Vec::new();
     let started = std::time::Instant::now();
@@ -859,6 +872,7 @@ fn eval(a: EvalArgs) -> Result<()> {
             let bundle = load_bundle(path, &a.load, &device)?;
             let opts = a.sample.options_for(&bundle);
             bundle.check_options(&opts)?;
+            bundle.check_given(&Given::default())?;
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
                 drawn = Some(protocol::judge_completed(

@@ -309,6 +309,18 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     let args = ["eval", "--captioner", &p("captioner.mxq"), "--stage1", &p("run-stage1.mxq"), "--count", "4", "--json"];
     let report: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
     assert_eq!(report["captioned_test_images"]["pairs"], 4, "{report}");
+    // a conditional captioner, fine-tuned from that one: it captions, and draws no whole pairs
+    ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("cond")]);
+    let init = ["--init-from", &p("captioner.mxq"), "--conditional", "--batch-size", "16", "--max-steps", "2"];
+    let (train, cond) = (p("train"), p("cond"));
+    ok(&[&["train", "prior", "--data", &train, "--run", &cond][..], &init[..]].concat());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("cond/prior/state.json")).unwrap()).unwrap();
+    assert_eq!(state["config"]["prior"]["conditional"], true, "{state}");
+    ok(&["export", "--run", &p("cond"), "--out", &p("cond.mxq")]);
+    assert!(caption("cond.mxq", &[]).status.success());
+    let whole = mxq(&["generate", "--bundle", &p("cond.mxq"), "--count", "1", "--out", &p("w")].map(String::from));
+    assert!(!whole.status.success() && String::from_utf8_lossy(&whole.stderr).contains("conditional"), "{whole:?}");
 
     // the stage-1 ceiling alone, as a table
     let table = ok(&["eval", "--run", &p("run"), "--count", "8"]);

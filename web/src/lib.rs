@@ -147,6 +147,7 @@ impl Demo {
             }
             (Some(_), None) => return Err(JsError::new("drawing a caption needs the stage-1 file: load it first")),
         };
+        self.bundle.check_given(&given).map_err(|e| js(&e))?;
         let mut first = 0;
         for (n, opts) in batches(count, batch, opts) {
             let pairs = sample_pairs(&self.bundle, &self.device, n, opts, &given, |so_far| {

@@ -134,7 +134,7 @@ const handlers = {
       $('status').textContent = `Downloading ${what}… ${mb(loaded)} MB`;
     }
   },
-  ready({ backend, imageCodes, textCodes, notDrawn, temperature, bytes, loadMs }) {
+  ready({ backend, imageCodes, textCodes, notDrawn, temperature, bytes, loadMs, warmUpSteps, warmUpMs }) {
     defaultTemperature = Number(temperature.toFixed(4));
     if (!query.has('temperature') && form.elements.temperature.value === '') {
       form.elements.temperature.value = defaultTemperature;
@@ -144,6 +144,9 @@ const handlers = {
     $('download').hidden = true;
     $('backend').textContent = backend;
     document.body.dataset.loadMs = loadMs.toFixed(1);
+    // the steps of the CPU path's warm-up that ran while the bundle downloaded (worker.js)
+    document.body.dataset.warmUpSteps = warmUpSteps;
+    document.body.dataset.warmUpMs = warmUpMs.toFixed(1);
     enable(true);
     setState('ready', `Bundle ready (${(bytes / 1e6).toFixed(1)} MB, loaded in ${loadMs.toFixed(0)} ms).`);
     if (autorun) {
@@ -157,6 +160,8 @@ const handlers = {
     for (let b = 0; b < batch; b++) drawCodes(cards[first + b], Array.from(codes.subarray(b * step, (b + 1) * step)));
   },
   pairs({ first, pairs }) {
+    // when the page's first pair appeared, from the page's opening (its time origin)
+    document.body.dataset.firstPairAtMs ??= performance.now().toFixed(1);
     pairs.forEach((pair, i) => {
       const card = cards[first + i];
       card.canvas.getContext('2d').putImageData(new ImageData(pair.image, SIZE, SIZE), 0, 0);

@@ -11,7 +11,7 @@ mod harness;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use harness::{browser, eval, open, serve, wait_for};
+use harness::{browser, eval, open, wait_for};
 use mxq::bundle::LoadOptions;
 use mxq::sample::SampleOptions;
 use serde_json::json;
@@ -25,8 +25,22 @@ fn gzip_len(bytes: &[u8]) -> usize {
 const RUNS: &[(usize, usize)] = &[(1, 8), (16, 16)]; // (batch, pairs)
 
 fn main() {
-    // the page's backends to measure: arguments `cpu`, `webgpu` (both without arguments)
-    let only: Vec<String> = std::env::args().skip(1).collect();
+    // the page's backends to measure: arguments `cpu`, `webgpu` (both without arguments);
+    // `--bundle-delay-ms N`: the server answers the bundle only after N ms, as a slow network
+    // would deliver it (the CPU path warms up meanwhile)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let delay_ms: u64 = match args.iter().position(|a| a == "--bundle-delay-ms") {
+        Some(i) => {
+            let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or_else(|| {
+                eprintln!("page_bench: --bundle-delay-ms takes a number of milliseconds");
+                std::process::exit(2)
+            });
+            args.drain(i..i + 2);
+            n
+        }
+        None => 0,
+    };
+    let only = args;
     if let Some(other) = only.iter().find(|o| !["cpu", "webgpu"].contains(&o.as_str())) {
         eprintln!("page_bench: unknown backend {other:?} (cpu, webgpu)");
         std::process::exit(2);
@@ -80,7 +94,8 @@ fn main() {
         );
     }
 
-    let base = serve(vec![]);
+    let delay = (delay_ms > 0).then(|| ("assets/demo.mxq.safetensors", Duration::from_millis(delay_ms)));
+    let base = harness::serve_delayed(vec![], delay).0;
     for (name, webgpu) in [("cpu", false), ("webgpu", true)] {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
@@ -93,7 +108,15 @@ fn main() {
         let since = eval(&tab, "Number(document.body.dataset.sinceBundleMs)");
         // of which the bundle's load (parse, checks, dequantize, the model built on the device)
         let load = eval(&tab, "Number(document.body.dataset.loadMs)");
-        println!("{}", json!({ "backend": label, "bundle_to_first_pair_ms": since, "load_ms": load }));
+        // and from the page's opening; the warm-up steps run while the bundle downloaded
+        let open_ms = eval(&tab, "Number(document.body.dataset.firstPairAtMs)");
+        let warm = eval(&tab, "Number(document.body.dataset.warmUpSteps)");
+        let warm_ms = eval(&tab, "Number(document.body.dataset.warmUpMs)");
+        println!(
+            "{}",
+            json!({ "backend": label, "bundle_to_first_pair_ms": since, "load_ms": load, "open_to_first_pair_ms": open_ms,
+                    "warm_up_steps": warm, "warm_up_ms": warm_ms, "bundle_delay_ms": delay_ms })
+        );
         for &(batch, count) in RUNS {
             eval(
                 &tab,

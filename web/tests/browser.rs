@@ -74,6 +74,24 @@ fn cpu_path_generates_the_native_pairs_and_repeats_them() {
     assert_eq!(first.iter().map(|c| c.codes()).collect::<Vec<_>>(), native, "page (wasm CPU) vs native codes");
 }
 
+/// On a slow network the CPU path warms up while the bundle downloads (a pair from untrained
+/// weights of the bundle's shape, worker.js), and the pairs are still the native ones: the
+/// warm-up touches nothing the sampling draws from. On a fast one (the other tests) it does
+/// not start, or stops at once.
+#[test]
+#[ignore = "needs Chromium and a built page (scripts/test)"]
+fn cpu_path_warms_up_while_a_slow_bundle_downloads() {
+    let delay = Some(("assets/demo.mxq.safetensors", Duration::from_secs(8)));
+    let (base, _) = harness::serve_delayed(vec![], delay);
+    let browser = browser(false);
+    let tab = open(&browser, &format!("{base}/index.html?backend=cpu&count=2&batch=2&seed=5&autorun=1"));
+    wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
+    let steps = eval(&tab, "Number(document.body.dataset.warmUpSteps)");
+    assert_eq!(steps.as_f64(), Some(3.0), "every warm-up step ran while the bundle was held back 8 s: {steps}");
+    let page: Vec<Vec<u32>> = cards(&tab, "document").iter().map(|c| c.codes()).collect();
+    assert_eq!(page, native_codes(2, 2, SampleOptions { seed: 5, ..demo_defaults() }), "page vs native codes");
+}
+
 #[test]
 #[ignore = "needs Chromium and a built page (scripts/test)"]
 fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {

@@ -63,45 +63,68 @@ pub fn sent(log: &Log, path: &str) -> usize {
 /// its bytes) and a request that names it in `If-None-Match` gets `304 Not Modified` with no
 /// body. Also returns the log of what was sent.
 pub fn serve_logged(extra: Vec<(&'static str, Vec<u8>)>) -> (String, Log) {
-    use std::hash::{Hash, Hasher};
+    serve_delayed(extra, None)
+}
+
+/// [`serve_logged`], answering `delay`'s path only after its time (as a slow network would
+/// deliver a large file), each request on its own thread so the others are not held up.
+pub fn serve_delayed(extra: Vec<(&'static str, Vec<u8>)>, delay: Option<(&'static str, Duration)>) -> (String, Log) {
     let dist = dist();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let server = tiny_http::Server::http("127.0.0.1:0").expect("bind a local port");
     let port = server.server_addr().to_ip().unwrap().port();
     let sent = log.clone();
+    let extra = std::sync::Arc::new(extra);
     std::thread::spawn(move || {
         for request in server.incoming_requests() {
-            let path = request.url().split('?').next().unwrap_or("/").trim_start_matches('/').to_string();
-            let path = if path.is_empty() { "index.html".to_string() } else { path };
-            let body = match extra.iter().find(|(p, _)| *p == path) {
-                Some((_, bytes)) => Some(bytes.clone()),
-                None if !path.contains("..") => std::fs::read(dist.join(&path)).ok(),
-                None => None,
-            };
-            let header = |k: &str, v: &str| tiny_http::Header::from_bytes(k, v).unwrap();
-            let (status, bytes, response) = match body {
-                Some(bytes) => {
-                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                    bytes.hash(&mut hasher);
-                    let etag = format!("\"{:016x}\"", hasher.finish());
-                    let matches = request.headers().iter().any(|h| {
-                        h.field.equiv("If-None-Match") && h.value.as_str().split(',').any(|t| t.trim() == etag)
-                    });
-                    let (status, n, response) = if matches {
-                        (304, 0, tiny_http::Response::from_data(Vec::new()).with_status_code(304))
-                    } else {
-                        let n = bytes.len();
-                        (200, n, tiny_http::Response::from_data(bytes).with_header(header("Content-Type", mime(&path))))
-                    };
-                    (status, n, response.with_header(header("ETag", &etag)))
-                }
-                None => (404, 9, tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)),
-            };
-            sent.lock().unwrap().push(Served { path, status, bytes });
-            let _ = request.respond(response);
+            let (extra, dist, sent) = (extra.clone(), dist.clone(), sent.clone());
+            std::thread::spawn(move || respond(request, &extra, &dist, &sent, delay));
         }
     });
     (format!("http://127.0.0.1:{port}"), log)
+}
+
+/// One response of [`serve_delayed`]'s server.
+fn respond(
+    request: tiny_http::Request,
+    extra: &[(&'static str, Vec<u8>)],
+    dist: &Path,
+    sent: &Log,
+    delay: Option<(&'static str, Duration)>,
+) {
+    use std::hash::{Hash, Hasher};
+    let path = request.url().split('?').next().unwrap_or("/").trim_start_matches('/').to_string();
+    let path = if path.is_empty() { "index.html".to_string() } else { path };
+    let body = match extra.iter().find(|(p, _)| *p == path) {
+        Some((_, bytes)) => Some(bytes.clone()),
+        None if !path.contains("..") => std::fs::read(dist.join(&path)).ok(),
+        None => None,
+    };
+    let header = |k: &str, v: &str| tiny_http::Header::from_bytes(k, v).unwrap();
+    let (status, bytes, response) = match body {
+        Some(bytes) => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            let etag = format!("\"{:016x}\"", hasher.finish());
+            let matches = request
+                .headers()
+                .iter()
+                .any(|h| h.field.equiv("If-None-Match") && h.value.as_str().split(',').any(|t| t.trim() == etag));
+            let (status, n, response) = if matches {
+                (304, 0, tiny_http::Response::from_data(Vec::new()).with_status_code(304))
+            } else {
+                let n = bytes.len();
+                (200, n, tiny_http::Response::from_data(bytes).with_header(header("Content-Type", mime(&path))))
+            };
+            (status, n, response.with_header(header("ETag", &etag)))
+        }
+        None => (404, 9, tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)),
+    };
+    if let Some((_, wait)) = delay.filter(|(p, _)| *p == path) {
+        std::thread::sleep(wait);
+    }
+    sent.lock().unwrap().push(Served { path, status, bytes });
+    let _ = request.respond(response);
 }
 
 /// A fresh headless Chromium; with `webgpu`, the flags that give it SwiftShader's WebGPU

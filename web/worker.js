@@ -55,14 +55,20 @@ async function loadBuild(forceCpu) {
 // While the bundle is still downloading, the CPU path warms its code up (Demo.warm_up: a
 // pair from untrained weights of the same shape), one step at a time, yielding between
 // steps so the download's chunks are read, and stopping as soon as the bundle is in.
+// A step cannot be interrupted: a bundle that comes in during one waits for it (up to
+// ~0.6 s for the last, cold). A warm-up that fails is only a warm-up: the page goes on.
 async function warmUp(build, arrived) {
   let steps = 0;
   const start = performance.now();
-  for (let step = 0; build.cpu && !arrived(); step++) {
-    const more = await build.Demo.warm_up(step);
-    steps++;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    if (!more) break;
+  try {
+    for (let step = 0; build.cpu && !arrived(); step++) {
+      const more = await build.Demo.warm_up(step);
+      steps++;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (!more) break;
+    }
+  } catch (e) {
+    console.warn('warm-up stopped:', e);
   }
   return { steps, ms: performance.now() - start };
 }
@@ -71,10 +77,11 @@ async function load({ url, stage1Url, captionerUrl, forceCpu }) {
   files = { stage1Url, captionerUrl };
   let arrived = false;
   const downloading = download(url).then((bytes) => {
-    arrived = true;
     bundleArrived = performance.now();
     return bytes;
   });
+  // in or failed: either way the warm-up stops (a failure is reported by the await below)
+  downloading.then(() => (arrived = true), () => (arrived = true));
   const build = await loadBuild(forceCpu);
   Demo = build.Demo;
   const warm = await warmUp(build, () => arrived);
@@ -84,7 +91,9 @@ async function load({ url, stage1Url, captionerUrl, forceCpu }) {
   const href = new URL(url, location.href).href;
   const timing = performance.getEntriesByType('resource').find((e) => e.name === href);
   if (timing && timing.responseEnd > 0) bundleArrived = Math.min(bundleArrived, timing.responseEnd);
+  const loadStart = performance.now();
   demo = await Demo.load(bytes, forceCpu);
+  const loadMs = performance.now() - loadStart;
   postMessage({
     type: 'ready',
     backend: demo.backend,
@@ -93,7 +102,7 @@ async function load({ url, stage1Url, captionerUrl, forceCpu }) {
     notDrawn: demo.not_drawn,
     temperature: demo.default_temperature,
     bytes: bytes.length,
-    loadMs: performance.now() - bundleArrived,
+    loadMs,
     warmUpSteps: warm.steps,
     warmUpMs: warm.ms,
   });

@@ -50,8 +50,8 @@ impl Bundle {
         let p = &self.config.prior;
         if p.conditional && given.prefix.is_empty() {
             let (needs, draws) = match p.order {
-                SequenceOrder::ImageFirst => ("an image to caption", "captions"),
-                SequenceOrder::TextFirst => ("a caption to draw", "images"),
+                SequenceOrder::ImageFirst => ("an image to caption (mxq caption)", "captions"),
+                SequenceOrder::TextFirst => ("a caption to draw (mxq generate --caption)", "images"),
             };
             return Err(Error::Options(format!(
                 "this bundle's prior is conditional (mxq train prior --conditional): it draws {draws} for what it \

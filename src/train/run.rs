@@ -165,8 +165,9 @@ impl Run {
     }
 
     /// What a new prior run continues when it starts from `bundle`'s prior (fine-tuning):
-    /// the config to train with — stage 1's, with the bundle's prior and `setup`'s share of
-    /// unconditional sequences — and the prior itself. Refused where the bundle's stage 1 is
+    /// the config to train with — stage 1's, with the bundle's prior (its order, size,
+    /// `unconditional` share and `conditional` flag) where `setup` does not set the last two —
+    /// and the prior itself. Refused where the bundle's stage 1 is
     /// not the run's (the prior's codes would mean other things) or `setup` changes the
     /// prior's order or size (its weights would not fit).
     pub fn prior_from(

@@ -381,8 +381,10 @@ struct PriorArgs {
     /// Train a conditional prior: it learns only the second part given the first, the first
     /// encoded alone (the other half masked) as `mxq caption` and `--caption` encode what they
     /// are given. With --order image-first: a captioner. It does not draw whole pairs.
-    #[arg(long)]
-    conditional: bool,
+    /// `--conditional false`: a whole-pair prior, also from a conditional bundle's (default: the
+    /// --init-from bundle's, else false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    conditional: Option<bool>,
     /// Start from this bundle's prior instead of random weights (fine-tuning; a new prior
     /// run only): its order and size, trained on this run's stage 1 (checked).
     #[arg(long, conflicts_with_all = ["order", "layers", "heads", "width"])]
@@ -638,7 +640,7 @@ fn train_prior(a: PriorArgs) -> Result<()> {
         heads: a.heads,
         width: a.width,
         unconditional: a.unconditional,
-        conditional: a.conditional.then_some(true),
+        conditional: a.conditional,
     };
     let (config, start) = match &a.init_from {
         Some(_) if t.resume => bail!("--init-from starts a new prior run; --resume continues the run's own"),
@@ -872,7 +874,11 @@ fn eval(a: EvalArgs) -> Result<()> {
             let bundle = load_bundle(path, &a.load, &device)?;
             let opts = a.sample.options_for(&bundle);
             bundle.check_options(&opts)?;
-            bundle.check_given(&Given::default())?;
+            // a conditional bundle draws no whole pairs: judged on what it is given alone (--drawn)
+            let whole = bundle.check_given(&Given::default()).is_ok();
+            if !a.drawn {
+                bundle.check_given(&Given::default())?;
+            }
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
                 drawn = Some(protocol::judge_completed(
@@ -889,7 +895,12 @@ fn eval(a: EvalArgs) -> Result<()> {
             if let Some(captioner) = &a.captioner {
                 captioned = Some(judge_captioner(&a, captioner, &judge, &test, &device)?);
             }
-            (None, Some(protocol::judge_bundle(&judge, &bundle, a.count, opts, &test, train.as_ref(), &device)?))
+            let report = if whole {
+                Some(protocol::judge_bundle(&judge, &bundle, a.count, opts, &test, train.as_ref(), &device)?)
+            } else {
+                None
+            };
+            (None, report)
         }
         (None, None) if a.captioner.is_some() => {
             captioned = Some(judge_captioner(&a, a.captioner.as_deref().unwrap(), &judge, &test, &device)?);

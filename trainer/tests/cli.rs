@@ -321,6 +321,14 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert!(caption("cond.mxq", &[]).status.success());
     let whole = mxq(&["generate", "--bundle", &p("cond.mxq"), "--count", "1", "--out", &p("w")].map(String::from));
     assert!(!whole.status.success() && String::from_utf8_lossy(&whole.stderr).contains("conditional"), "{whole:?}");
+    // and back: a whole-pair prior fine-tuned from it (a bundle's flag is kept unless told)
+    ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("back")]);
+    let back = p("back");
+    let init = ["--init-from", &p("cond.mxq"), "--conditional", "false", "--batch-size", "16", "--max-steps", "1"];
+    ok(&[&["train", "prior", "--data", &train, "--run", &back][..], &init[..]].concat());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("back/prior/state.json")).unwrap()).unwrap();
+    assert!(state["config"]["prior"].get("conditional").is_none(), "{state}");
 
     // the stage-1 ceiling alone, as a table
     let table = ok(&["eval", "--run", &p("run"), "--count", "8"]);

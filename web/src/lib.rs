@@ -12,6 +12,12 @@ use mxq::sample::sampler::CachedPrior;
 use mxq::sample::{GeneratedPair, SampleOptions, Sampling, batches};
 use wasm_bindgen::prelude::*;
 
+thread_local! {
+    /// [`Demo::warm_up`]'s bundle bytes (after step 0) and loaded bundle (after step 1);
+    /// emptied by its last step and by [`Demo::load`].
+    static WARM: std::cell::RefCell<(Vec<u8>, Option<Bundle>)> = const { std::cell::RefCell::new((Vec::new(), None)) };
+}
+
 /// What `on_step` shows at a position the prior has not drawn yet.
 pub const NOT_DRAWN: u32 = u32::MAX;
 
@@ -33,6 +39,8 @@ impl Demo {
     /// false, otherwise on the CPU. A truncated, corrupted or wrong-version bundle is an
     /// error whose message names the fault (shown on the page).
     pub async fn load(bytes: Vec<u8>, force_cpu: bool) -> Result<Demo, JsError> {
+        // a warm-up the bundle cut short leaves nothing behind
+        WARM.with(|w| *w.borrow_mut() = (Vec::new(), None));
         std::panic::set_hook(Box::new(|info| {
             console_error_panic_hook::hook(info);
             report_panic(&info.to_string());
@@ -121,11 +129,9 @@ impl Demo {
     /// first pair after a cold load took about 3× a later one (node's profile: 643 ms against
     /// 208). Step 0 writes a bundle of the demo's shape with untrained weights (int4, as the
     /// shipped one), step 1 loads it, step 2 draws and decodes one pair from it: the same
-    /// code the real bundle then runs. Returns whether a step is left; nothing is kept after.
+    /// code the real bundle then runs. Returns whether a step is left; nothing is kept after
+    /// the last step or a [`Demo::load`].
     pub async fn warm_up(step: u32) -> Result<bool, JsError> {
-        thread_local! {
-            static WARM: std::cell::RefCell<(Vec<u8>, Option<Bundle>)> = const { std::cell::RefCell::new((Vec::new(), None)) };
-        }
         match step {
             0 => {
                 let bytes = warm_up_bundle().map_err(|e| js(&e))?;

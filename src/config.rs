@@ -191,9 +191,9 @@ pub struct PriorConfig {
     pub unconditional: f64,
     /// A conditional prior: trained to draw only the second part given the first, the
     /// first encoded alone (the other half masked) as the conditional modes encode what they
-    /// are given — an image-first one captions images, a text-first one draws images for captions. It
-    /// never learned the first part, so it does not draw whole pairs. Absent (false) in
-    /// configs written before it existed.
+    /// are given — an image-first one captions images, a text-first one draws images for
+    /// captions. It never learned the first part, so it does not draw whole pairs. Absent
+    /// (false) in configs written before it existed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub conditional: bool,
 }

@@ -55,8 +55,8 @@ async function loadBuild(forceCpu) {
 // While the bundle is still downloading, the CPU path warms its code up (Demo.warm_up: a
 // pair from untrained weights of the same shape), one step at a time, yielding between
 // steps so the download's chunks are read, and stopping as soon as the bundle is in.
-// A step cannot be interrupted: a bundle that comes in during one waits for it (up to
-// ~0.6 s for the last, cold). A warm-up that fails is only a warm-up: the page goes on.
+// A step cannot be interrupted: a bundle that comes in during one waits for it (the last,
+// one cold pair, is the longest). A warm-up that fails is only a warm-up: the page goes on.
 async function warmUp(build, arrived) {
   let steps = 0;
   const start = performance.now();

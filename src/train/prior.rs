@@ -202,15 +202,16 @@ impl Stage<Prior> for PriorStep<'_> {
         let flat: Vec<i64> = batch.iter().flat_map(|&i| self.sequences.get(i).iter().map(|&c| c as i64)).collect();
         let sequences =
             Tensor::<2, Int>::from_data(TensorData::new(flat, [batch.len(), self.sequences.length]), &self.device);
-        let loss = match (self.hide, self.given) {
-            (Some(h), given) => {
+        let hidden: Vec<bool> = match self.hide {
+            Some(h) => {
                 let mut rng = Rng::new(h.seed, Stream::TrainStep(step as u64));
-                let hidden: Vec<bool> = batch.iter().map(|_| (rng.unit_f32() as f64) < h.share).collect();
-                model.loss_hiding(sequences, &hidden, h.first_part, given.is_some())
+                batch.iter().map(|_| (rng.unit_f32() as f64) < h.share).collect()
             }
-            (None, Some(first_part)) => model.loss_hiding(sequences, &vec![false; batch.len()], first_part, true),
-            (None, None) => model.loss(sequences),
+            None => vec![false; batch.len()],
         };
+        // both mark the same first part; with neither, this is the plain loss
+        let first_part = self.hide.map(|h| h.first_part).or(self.given).unwrap_or(0);
+        let loss = model.loss_hiding(sequences, &hidden, first_part, self.given.is_some());
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         (optim.step(lr, model, grads), vec![("loss", value)])

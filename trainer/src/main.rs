@@ -875,10 +875,11 @@ fn eval(a: EvalArgs) -> Result<()> {
             let opts = a.sample.options_for(&bundle);
             bundle.check_options(&opts)?;
             // a conditional bundle draws no whole pairs: judged on what it is given alone (--drawn)
-            let whole = bundle.check_given(&Given::default()).is_ok();
-            if !a.drawn {
-                bundle.check_given(&Given::default())?;
-            }
+            let whole = match bundle.check_given(&Given::default()) {
+                Ok(()) => true,
+                Err(_) if a.drawn => false,
+                Err(e) => return Err(e.into()),
+            };
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
                 drawn = Some(protocol::judge_completed(

@@ -321,6 +321,8 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert!(caption("cond.mxq", &[]).status.success());
     let whole = mxq(&["generate", "--bundle", &p("cond.mxq"), "--count", "1", "--out", &p("w")].map(String::from));
     assert!(!whole.status.success() && String::from_utf8_lossy(&whole.stderr).contains("conditional"), "{whole:?}");
+    let judged = mxq(&["eval", "--bundle", &p("cond.mxq"), "--count", "2"].map(String::from));
+    assert!(!judged.status.success() && String::from_utf8_lossy(&judged.stderr).contains("conditional"), "{judged:?}");
     // and back: a whole-pair prior fine-tuned from it (a bundle's flag is kept unless told)
     ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("back")]);
     let back = p("back");

@@ -155,6 +155,29 @@ fn prior_cached_steps_equal_the_full_forward() {
 }
 
 #[test]
+fn a_grown_prior_computes_what_the_shallower_one_did_and_its_new_blocks_can_learn() {
+    let device = mxq::cpu();
+    let cfg = MxqConfig::tiny();
+    let prior = Prior::new(&cfg.prior, 32, 72, &device);
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new((0..2 * 10).map(|i| (i * 5 % 33) as i64).collect::<Vec<_>>(), [2, 10]),
+        &device,
+    );
+    let before = prior.forward(tokens.clone());
+    let deeper = mxq::config::PriorConfig { layers: cfg.prior.layers + 2, ..cfg.prior.clone() };
+    let grown = prior.grown(&deeper, &device);
+    assert_eq!(grown.blocks.len(), cfg.prior.layers + 2);
+    assert!(max_abs_diff(before.clone(), grown.forward(tokens.clone())) < 1e-6);
+    // only the residual projections start at zero: the new blocks' other weights are drawn,
+    // so training reaches them once the projections move
+    let new = &grown.blocks[cfg.prior.layers];
+    assert_eq!(new.proj.weight.val().abs().max().into_scalar::<f32>(), 0.0);
+    assert_eq!(new.fc_out.bias.as_ref().unwrap().val().abs().max().into_scalar::<f32>(), 0.0);
+    assert!(new.qkv.weight.val().abs().max().into_scalar::<f32>() > 0.0);
+    assert!(new.fc.weight.val().abs().max().into_scalar::<f32>() > 0.0);
+}
+
+#[test]
 fn a_few_steps_of_each_stage_lower_the_loss_and_resume_continues() {
     let (cfg, tok, data) = tiny_run(MxqConfig::tiny());
     let dir = tempfile::tempdir().unwrap();

@@ -62,10 +62,20 @@ pub struct KvCache {
 
 impl PriorBlock {
     fn new(c: &PriorConfig, device: &Device) -> Self {
+        // GPT-2 scales the residual projections by 1/sqrt(2 × layers).
+        Self::with_out_init(c, device, Initializer::Normal { mean: 0.0, std: 0.02 / (2.0 * c.layers as f64).sqrt() })
+    }
+
+    /// A block that starts as the identity: its residual projections (weights and biases)
+    /// are zero, so it passes its input through until training moves them; the rest is
+    /// drawn as in [`PriorBlock::new`], so gradients reach it from the first step on.
+    fn identity(c: &PriorConfig, device: &Device) -> Self {
+        Self::with_out_init(c, device, Initializer::Zeros)
+    }
+
+    fn with_out_init(c: &PriorConfig, device: &Device, out_init: Initializer) -> Self {
         let d = c.d_model;
         let init = Initializer::Normal { mean: 0.0, std: 0.02 };
-        // GPT-2 scales the residual projections by 1/sqrt(2 × layers).
-        let out_init = Initializer::Normal { mean: 0.0, std: 0.02 / (2.0 * c.layers as f64).sqrt() };
         Self {
             norm_attn: LayerNormConfig::new(d).init(device),
             qkv: LinearConfig::new(d, 3 * d).with_initializer(init.clone()).init(device),
@@ -123,6 +133,18 @@ impl Prior {
             head: LinearConfig::new(c.d_model, vocab).with_bias(false).with_initializer(init).init(device),
             vocab,
         }
+    }
+
+    /// This prior deepened to `c.layers` blocks: blocks that start as the identity
+    /// ([`PriorBlock::identity`]) are stacked on top of the trained ones, so the deeper prior
+    /// computes exactly what this one did and training goes on from there with more
+    /// capacity (`mxq train prior --init-from BUNDLE --layers L`). Nothing changes where `c`
+    /// has no more layers than this prior; `c`'s width and heads must be this prior's.
+    pub fn grown(mut self, c: &PriorConfig, device: &Device) -> Self {
+        while self.blocks.len() < c.layers {
+            self.blocks.push(PriorBlock::identity(c, device));
+        }
+        self
     }
 
     /// The prior of a config: over its codebook's entries, for its sequence length.

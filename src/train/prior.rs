@@ -238,6 +238,10 @@ pub fn train_prior(
     let (state, resume) = start_state(&ckpt, PriorStep::NAME, config, tokenizer, options)?;
     let mut model = init_model(state.options.seed, device, |d| Prior::for_config(&state.config, d));
     if let Some(start) = start.filter(|_| !resume) {
+        // a deeper config than the start's: identity blocks on top, drawn from the run's seed
+        let cpu = crate::cpu();
+        cpu.seed(state.options.seed);
+        let start = start.grown(&state.config.prior, &cpu);
         model = model
             .try_load_record(start.into_record())
             .map_err(|e| ckpt.bad(format!("the prior to start from does not fit the run's prior config: {e}")))?;

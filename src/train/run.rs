@@ -167,9 +167,10 @@ impl Run {
     /// What a new prior run continues when it starts from `bundle`'s prior (fine-tuning):
     /// the config to train with — stage 1's, with the bundle's prior (its order, size,
     /// `unconditional` share and `conditional` flag) where `setup` does not set the last two —
-    /// and the prior itself. Refused where the bundle's stage 1 is
-    /// not the run's (the prior's codes would mean other things) or `setup` changes the
-    /// prior's order or size (its weights would not fit).
+    /// and the prior itself. `setup.layers` may deepen it ([`Prior::grown`]: the training
+    /// stacks blocks that start as the identity on the bundle's). Refused where the bundle's
+    /// stage 1 is not the run's (the prior's codes would mean other things) or `setup` changes
+    /// the prior's order, heads or width, or asks for fewer layers (its weights would not fit).
     pub fn prior_from(
         &self,
         bundle: Bundle,
@@ -184,16 +185,25 @@ impl Run {
                 "the bundle's prior was trained on another stage 1 than this run's ({differs} differs)"
             )));
         }
-        if (setup.order, setup.layers, setup.heads, setup.width) != (None, None, None, None) {
+        if (setup.order, setup.heads, setup.width) != (None, None, None) {
             return Err(refuse(
-                "a prior started from a bundle's keeps its order and size: --order/--layers/--heads/--width do not \
-                 apply"
+                "a prior started from a bundle's keeps its order, heads and width: --order/--heads/--width do not apply"
                     .into(),
             ));
         }
-        let config =
-            PriorSetup { unconditional: setup.unconditional, conditional: setup.conditional, ..PriorSetup::default() }
-                .apply(MxqConfig { prior: bundle.config.prior.clone(), ..state.config.clone() })?;
+        let layers = bundle.config.prior.layers;
+        if setup.layers.is_some_and(|l| l < layers) {
+            return Err(refuse(format!(
+                "a prior started from a bundle's can grow deeper, not shallower: the bundle's has {layers} layers"
+            )));
+        }
+        let config = PriorSetup {
+            layers: setup.layers,
+            unconditional: setup.unconditional,
+            conditional: setup.conditional,
+            ..PriorSetup::default()
+        }
+        .apply(MxqConfig { prior: bundle.config.prior.clone(), ..state.config.clone() })?;
         Ok((config, bundle.generator.prior))
     }
 

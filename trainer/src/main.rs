@@ -386,8 +386,10 @@ struct PriorArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     conditional: Option<bool>,
     /// Start from this bundle's prior instead of random weights (fine-tuning; a new prior
-    /// run only): its order and size, trained on this run's stage 1 (checked).
-    #[arg(long, conflicts_with_all = ["order", "layers", "heads", "width"])]
+    /// run only): its order, heads and width, trained on this run's stage 1 (checked).
+    /// With --layers above the bundle's, the prior grows deeper: blocks that start as the
+    /// identity are stacked on the bundle's, so training starts from what the bundle drew.
+    #[arg(long, conflicts_with_all = ["order", "heads", "width"])]
     init_from: Option<PathBuf>,
 }
 

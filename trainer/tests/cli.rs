@@ -161,17 +161,29 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     // step at a vanishing learning rate its export samples the bundle's pairs
     ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("fine")]);
     let fine = ["train", "prior", "--data", &p("train"), "--run", &p("fine"), "--init-from", &p("tiny.mxq")];
-    ok(&[&fine[..], &["--batch-size", "16", "--max-steps", "1", "--lr", "1e-12", "--warmup-steps", "0"]].concat());
+    let step = ["--batch-size", "16", "--max-steps", "1", "--lr", "1e-12", "--warmup-steps", "0"];
+    ok(&[&fine[..], &step].concat());
     ok(&["export", "--run", &p("fine"), "--out", &p("fine.mxq")]);
-    for bundle in ["tiny.mxq", "fine.mxq"] {
+    // … and so does one grown deeper (2 → 3 layers): the new block starts as the identity
+    ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("deep")]);
+    let deep = ["train", "prior", "--data", &p("train"), "--run", &p("deep"), "--init-from", &p("tiny.mxq")];
+    ok(&[&deep[..], &["--layers", "3"], &step].concat());
+    ok(&["export", "--run", &p("deep"), "--out", &p("deep.mxq")]);
+    let deep_state = std::fs::read_to_string(tmp.path().join("deep/prior/state.json")).unwrap();
+    let deep_state: serde_json::Value = serde_json::from_str(&deep_state).unwrap();
+    assert_eq!(deep_state["config"]["prior"]["layers"], 3, "{deep_state}");
+    for bundle in ["tiny.mxq", "fine.mxq", "deep.mxq"] {
         ok(&["generate", "--bundle", &p(bundle), "--count", "3", "--seed", "4", "--out", &p(&format!("{bundle}.gen"))]);
     }
     let listing = |bundle: &str| std::fs::read_to_string(tmp.path().join(format!("{bundle}.gen/pairs.jsonl"))).unwrap();
     assert_eq!(listing("fine.mxq"), listing("tiny.mxq"), "the fine-tuned prior starts as the bundle's");
-    // refused: a run on another stage 1 (the codes would mean other things), a new size
-    for (run, extra, says) in
-        [("sep", &[][..], "another stage 1"), ("fine2", &["--layers", "3"][..], "cannot be used with")]
-    {
+    assert_eq!(listing("deep.mxq"), listing("tiny.mxq"), "the deepened prior starts as the bundle's");
+    // refused: a run on another stage 1 (the codes would mean other things), a new width, fewer layers
+    for (run, extra, says) in [
+        ("sep", &[][..], "another stage 1"),
+        ("fine2", &["--width", "16"][..], "cannot be used with"),
+        ("fine", &["--layers", "1"][..], "not shallower"),
+    ] {
         let args = ["train", "prior", "--data", &p("train"), "--run", &p(run), "--init-from", &p("tiny.mxq")];
         let refused = mxq(&[&args[..], extra].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -25,6 +25,8 @@ pub enum Stream {
     EpochOrder(u64),
     /// Drawing codes from the prior.
     Sampling,
+    /// The seed of a generation's batch `i` (`i > 0`; batch 0 takes the seed itself).
+    SamplingBatch(u64),
     /// The judge's digit classifier, epoch `epoch`.
     JudgeEpoch(u64),
     /// Synthetic inputs of `mxq bench`.
@@ -46,6 +48,7 @@ impl Stream {
             Self::JudgeEpoch(e) => (4, e),
             Self::Bench => (5, 0),
             Self::Test(n) => (6, n),
+            Self::SamplingBatch(i) => (7, i),
         };
         assert!(n < 1 << Self::TAG, "{self:?}: stream number out of range");
         (tag << Self::TAG) | n

@@ -157,3 +157,20 @@ fn a_text_first_prior_draws_the_caption_first_and_decodes_in_stage_1_order() {
         pairs.iter().map(|p| &p.caption).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn nearby_seeds_draw_no_batch_in_common() {
+    use mxq::sample::{SampleOptions, batches};
+    let plan = |seed: u64| -> Vec<(usize, u64)> {
+        batches(100, 16, SampleOptions { seed, ..SampleOptions::default() }).map(|(n, o)| (n, o.seed)).collect()
+    };
+    let plans: Vec<Vec<(usize, u64)>> = (0..8).map(plan).collect();
+    for (s, p) in plans.iter().enumerate() {
+        assert_eq!(p.iter().map(|b| b.0).collect::<Vec<_>>(), [16, 16, 16, 16, 16, 16, 4]);
+        assert_eq!(p[0].1, s as u64, "the first batch keeps the seed (a single batch's pairs are what they were)");
+        // with `seed + i`, seed s's batch 1 was seed s + 1's batch 0: other seeds gave mostly the same pairs
+        for other in &plans[s + 1..] {
+            assert!(p.iter().all(|b| other.iter().all(|o| o.1 != b.1)), "seed {s}: {p:?} meets {other:?}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use crate::bundle::Bundle;
 use crate::config::SequenceOrder;
 use crate::data::batch::to_rgb;
 use crate::kernels::packed_prior::{MAX_ROWS, PackedPrior};
+use crate::rng::{Rng, Stream};
 use crate::sample::conditional::Given;
 use crate::sample::sampler::{DEFAULT_GUIDANCE, DEFAULT_SECOND_TEMPERATURE, SampleOptions, sample_codes};
 
@@ -170,11 +171,17 @@ pub fn check_counts(count: usize, batch: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// How `count` pairs are drawn: batches of at most `batch`, batch `i` from seed `seed + i`.
-/// Native and browser both follow this plan, so a seed names the same pairs everywhere.
+/// How `count` pairs are drawn: batches of at most `batch`, the first from the seed itself,
+/// batch `i > 0` from a seed drawn from (`seed`, `i`) — not `seed + i`, with which seed 1's
+/// pairs were seed 0's shifted by one batch. Native and browser both follow this plan, so a
+/// seed names the same pairs everywhere.
 pub fn batches(count: usize, batch: usize, opts: SampleOptions) -> impl Iterator<Item = (usize, SampleOptions)> {
     let batch = batch.max(1);
     (0..count).step_by(batch).enumerate().map(move |(i, start)| {
-        (batch.min(count - start), SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts })
+        let seed = match i {
+            0 => opts.seed,
+            i => Rng::new(opts.seed, Stream::SamplingBatch(i as u64)).next_u64(),
+        };
+        (batch.min(count - start), SampleOptions { seed, ..opts })
     })
 }

@@ -48,7 +48,7 @@ fn error<T>(result: Result<T, mxq::Error>) -> String {
 fn a_given_caption_starts_every_sequence_and_is_every_pairs_caption() {
     let device = mxq::cpu();
     let (bundle, stage1, pairs) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
-    let encoder = bundle.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let encoder = bundle.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
     let caption = &pairs[0].caption;
     let given = bundle.given_caption(&encoder, caption, &device).unwrap();
     assert_eq!(given.prefix.len(), bundle.config.stage1.text_positions());
@@ -73,7 +73,7 @@ fn a_given_caption_starts_every_sequence_and_is_every_pairs_caption() {
 fn what_cannot_be_drawn_is_a_named_error() {
     let device = mxq::cpu();
     let (bundle, stage1, pairs) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
-    let encoder = bundle.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let encoder = bundle.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
     let given = |caption: &str| error(bundle.given_caption(&encoder, caption, &device));
     assert!(given("  ").contains("the caption is empty"));
     let unknown = given("a red 3 in the top left €€ ✓");
@@ -85,10 +85,10 @@ fn what_cannot_be_drawn_is_a_named_error() {
 
     // the stage 1 of another run (another codebook) and an image-first prior are refused
     let (_, foreign, _) = bundle_and_stage1(SequenceOrder::TextFirst, 4);
-    let refused = error(bundle.encoder(bundle::load_stage1(&foreign, &device).unwrap()));
+    let refused = error(bundle.encoder(bundle::load_encoder(&foreign, &device).unwrap()));
     assert!(refused.contains("not this bundle's stage 1") && refused.contains("codebook"), "{refused}");
     let (image_first, stage1, _) = bundle_and_stage1(SequenceOrder::ImageFirst, 3);
-    let encoder = image_first.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let encoder = image_first.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
     let refused = error(image_first.given_caption(&encoder, &pairs[0].caption, &device));
     assert!(refused.contains("caption-first prior"), "{refused}");
 }
@@ -97,7 +97,7 @@ fn what_cannot_be_drawn_is_a_named_error() {
 fn a_given_image_starts_every_sequence_and_is_every_pairs_image() {
     let device = mxq::cpu();
     let (bundle, stage1, pairs) = bundle_and_stage1(SequenceOrder::ImageFirst, 3);
-    let encoder = bundle.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let encoder = bundle.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
     let given = bundle.given_image(&encoder, &pairs[0].image, &device).unwrap();
     let image_codes = bundle.config.stage1.sequence_length() - bundle.config.stage1.text_positions();
     assert_eq!(given.prefix.len(), image_codes);
@@ -117,7 +117,7 @@ fn a_given_image_starts_every_sequence_and_is_every_pairs_image() {
     let refused = error(bundle.given_image(&encoder, &pairs[0].image[..100], &device));
     assert!(refused.contains("64×64 RGB") && refused.contains("not 100"), "{refused}");
     let (caption_first, stage1, _) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
-    let encoder = caption_first.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let encoder = caption_first.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
     let refused = error(caption_first.given_image(&encoder, &pairs[0].image, &device));
     assert!(refused.contains("image-first prior"), "{refused}");
 }
@@ -227,7 +227,7 @@ fn a_conditional_prior_trains_on_the_codes_captioning_gives_it_and_draws_no_whol
         LoadOptions::default(),
     )
     .unwrap();
-    let encoder = bundle.encoder(file).unwrap();
+    let encoder = bundle.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
     let pairs = mxq::eval::protocol::TestSplit::load(&root.join("data/mnist")).unwrap().pairs(0..24);
     let pairs: Vec<mxq::data::Pair> =
         pairs.into_iter().map(|p| mxq::data::Pair { image: p.image, caption: p.caption }).collect();
@@ -272,4 +272,33 @@ fn a_conditional_prior_trains_on_the_codes_captioning_gives_it_and_draws_no_whol
     assert!(bundle.check_given(&given).is_ok());
     let opts = SampleOptions { temperature: 0.0, ..SampleOptions::default() };
     assert_eq!(&bundle.generate_from(&given, 1, 1, opts, &device)[0].codes[..image], &given.prefix[..]);
+}
+
+/// An encoder file is the stage-1 file's encode half: the same codes for what is given, in
+/// fewer bytes; each kind of file is refused by name where another is wanted.
+#[test]
+fn an_encoder_file_encodes_as_its_stage_1_file_does() {
+    let device = mxq::cpu();
+    let (bundle, stage1, pairs) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
+    let file = bundle::load_stage1(&stage1, &device).unwrap();
+    let encoder_bytes =
+        bundle::export_encoder(&file.vae.clone().into_coder(), &file.config, &file.tokenizer, Precision::Int8).unwrap();
+    assert!(encoder_bytes.len() < stage1.len() * 3 / 4, "{} against {} bytes", encoder_bytes.len(), stage1.len());
+    let from_stage1 = bundle.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
+    let from_encoder = bundle.encoder(bundle::load_encoder(&encoder_bytes, &device).unwrap()).unwrap();
+    for pair in &pairs[..4] {
+        let (a, b) = (
+            bundle.given_caption(&from_stage1, &pair.caption, &device).unwrap(),
+            bundle.given_caption(&from_encoder, &pair.caption, &device).unwrap(),
+        );
+        assert_eq!(a.prefix, b.prefix, "{}", pair.caption);
+    }
+    let refused = error(bundle::load_stage1(&encoder_bytes, &device));
+    assert!(refused.contains("encoder file") && refused.contains("mxq export --stage1"), "{refused}");
+    let refused = error(bundle::load(&encoder_bytes, &device, LoadOptions::default()));
+    assert!(refused.contains("encoder file") && refused.contains("--stage1"), "{refused}");
+    let generator = Generator { decoder: file.vae.decoder.clone(), prior: Prior::for_config(&file.config, &device) };
+    let bundle_bytes = bundle::export(&generator, &file.config, &file.tokenizer, Precision::Int8).unwrap();
+    let refused = error(bundle::load_encoder(&bundle_bytes, &device));
+    assert!(refused.contains("is a bundle"), "{refused}");
 }

@@ -62,11 +62,16 @@ fn shipped_stage1_file_draws_captions_for_the_shipped_bundle() {
     use mxq::data::grammar::{Colour, Region};
     let device = mxq::cpu();
     let bundle = common::load(&common::shipped_bundle());
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/stage1/demo-stage1.mxq.safetensors");
-    let stage1 = bundle::load_stage1(&std::fs::read(path).unwrap(), &device).unwrap();
-    let encoder = bundle.encoder(stage1).expect("the committed stage-1 file belongs to the shipped bundle");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stage1 = std::fs::read(root.join("assets/stage1/demo-stage1.mxq.safetensors")).unwrap();
+    let stage1 = bundle.encoder(bundle::load_encoder(&stage1, &device).unwrap());
+    let stage1 = stage1.expect("the committed stage-1 file belongs to the shipped bundle");
+    // the committed encoder file (what the page and the CLI read) is that file's encode half
+    let encoder = std::fs::read(root.join("assets/stage1/demo-encoder.mxq.safetensors")).unwrap();
+    let encoder = bundle.encoder(bundle::load_encoder(&encoder, &device).unwrap()).unwrap();
     let caption = "a red 3 in the center.";
     let given = bundle.given_caption(&encoder, caption, &device).unwrap();
+    assert_eq!(given.prefix, bundle.given_caption(&stage1, caption, &device).unwrap().prefix);
     let drawn = bundle.generate_from(&given, 8, 8, SampleOptions { seed: 2, ..Default::default() }, &device);
     assert!(drawn.iter().all(|p| p.caption == caption));
     let shown = drawn.iter().filter(|p| mxq::eval::judge::read_layout(&p.image) == [(Region::Center, Colour::Red)]);
@@ -215,9 +220,16 @@ fn shipped_captioner_captions_test_images() {
     let device = mxq::cpu();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let captioner = common::load(&std::fs::read(root.join("assets/captioner.mxq.safetensors")).unwrap());
-    let stage1 = std::fs::read(root.join("assets/stage1/demo-stage1.mxq.safetensors")).unwrap();
-    let encoder = captioner.encoder(bundle::load_stage1(&stage1, &device).unwrap()).unwrap();
+    let stage1 = std::fs::read(root.join("assets/stage1/demo-encoder.mxq.safetensors")).unwrap();
+    let encoder = captioner.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
     let test = mxq::eval::protocol::TestSplit::load(&root.join("data/mnist")).unwrap();
+    // the encoder file reads an image as the whole stage-1 file does
+    let whole = std::fs::read(root.join("assets/stage1/demo-stage1.mxq.safetensors")).unwrap();
+    let whole = captioner.encoder(bundle::load_encoder(&whole, &device).unwrap()).unwrap();
+    for pair in test.pairs(0..4) {
+        let given = |e| captioner.given_image(e, &pair.image, &device).unwrap().prefix;
+        assert_eq!(given(&encoder), given(&whole), "{}", pair.caption);
+    }
     let layout = |caption: &str| {
         let mut layout: Vec<_> = parse_caption(caption).ok()?.iter().map(|u| (u.region, u.colour)).collect();
         layout.sort();

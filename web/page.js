@@ -5,7 +5,7 @@ const form = $('controls');
 const query = new URLSearchParams(location.search);
 const bundleUrl = query.get('bundle') || 'assets/demo.mxq.safetensors';
 // the conditional modes' files, fetched by the worker only when a mode is first used
-const stage1Url = query.get('stage1') || 'assets/stage1/demo-stage1.mxq.safetensors';
+const stage1Url = query.get('stage1') || 'assets/stage1/demo-encoder.mxq.safetensors';
 const captionerUrl = query.get('captioner') || 'assets/captioner.mxq.safetensors';
 const SIZE = 64; // generated images are 64×64
 
@@ -214,7 +214,7 @@ const handlers = {
 let batchSize = 1;
 const stepRows = (first) => Math.min(batchSize, cards.length - first);
 
-// `caption`: images for it (the worker fetches the stage-1 file the first time)
+// `caption`: images for it (the worker fetches the encoder file the first time)
 function generate(caption) {
   $('error').hidden = true;
   const opts = options();

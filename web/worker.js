@@ -1,7 +1,7 @@
 // The Web Worker that runs the model, so the page stays responsive even on the CPU path.
 // It downloads the bundle (reporting progress), hands the bytes to the wasm class `Demo`
 // (web/src/lib.rs: all model work is the core crate's) and relays its results as messages.
-// The files of the conditional modes (the stage-1 file, the captioner) are fetched the first
+// The files of the conditional modes (the encoder file, the captioner) are fetched the first
 // time a mode needs them, so the first pair costs no more bytes.
 let Demo = null; // the class of the build this worker loaded
 let demo = null;
@@ -108,9 +108,9 @@ async function load({ url, stage1Url, captionerUrl, forceCpu }) {
   });
 }
 
-// the encoder half (stage-1 file) and the captioner, each fetched once, when first needed
+// the encoder half (encoder file) and the captioner, each fetched once, when first needed
 async function needEncoder() {
-  if (!demo.has_encoder) demo.load_encoder(await download(files.stage1Url, 'the stage-1 file'));
+  if (!demo.has_encoder) demo.load_encoder(await download(files.stage1Url, 'the encoder file'));
 }
 
 async function needCaptioner() {

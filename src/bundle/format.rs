@@ -37,6 +37,9 @@ pub enum Kind {
     /// A whole trained stage 1 (encoder and decoder halves) with its training record as
     /// metadata `trained` (JSON), to train priors on without training stage 1 again.
     Stage1 { trained: String },
+    /// Stage 1's encode half alone (encoders and codebook), tensors named as in a stage-1
+    /// file: what the conditional modes need, half the bytes.
+    Encoder,
 }
 
 /// A bundle file's parts, read and checked but not yet built into a model.
@@ -58,6 +61,8 @@ pub struct Contents {
 
 /// The tensor that names a stage 1: its shared codebook.
 const CODEBOOK: &str = "decoder.quantizer.codebook";
+/// The same in an encoder file ([`crate::model::mxq_vae::MxqCoder`]).
+const CODER_CODEBOOK: &str = "quantizer.codebook";
 
 /// Hash over every tensor (name, dtype, shape, bytes in name order), the config and the
 /// tokenizer: any flipped byte in the payload or metadata is caught at load.
@@ -75,9 +80,13 @@ fn digest<'a>(
     }
     h.update(config.as_bytes());
     h.update(tokenizer.as_bytes());
-    if let Kind::Stage1 { trained } = kind {
-        h.update(b"stage1");
-        h.update(trained.as_bytes());
+    match kind {
+        Kind::Generator => {}
+        Kind::Stage1 { trained } => {
+            h.update(b"stage1");
+            h.update(trained.as_bytes());
+        }
+        Kind::Encoder => h.update(b"encoder"),
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -145,9 +154,15 @@ pub fn write_kind(
         ("tokenizer".to_string(), tokenizer_json),
     ]);
     // a bundle's metadata stays as it was before stage-1 files existed
-    if let Kind::Stage1 { trained } = kind {
-        metadata.insert("contents".into(), "stage1".into());
-        metadata.insert("trained".into(), trained);
+    match kind {
+        Kind::Generator => {}
+        Kind::Stage1 { trained } => {
+            metadata.insert("contents".into(), "stage1".into());
+            metadata.insert("trained".into(), trained);
+        }
+        Kind::Encoder => {
+            metadata.insert("contents".into(), "encoder".into());
+        }
     }
     crate::weights::serialize(&stored, Some(metadata))
 }
@@ -174,7 +189,8 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
     let kind = match meta.get("contents").map(String::as_str) {
         None | Some("generator") => Kind::Generator,
         Some("stage1") => Kind::Stage1 { trained: field("trained")?.clone() },
-        Some(other) => return Err(bad(format!("contents '{other}' (generator or stage1)"))),
+        Some("encoder") => Kind::Encoder,
+        Some(other) => return Err(bad(format!("contents '{other}' (generator, stage1 or encoder)"))),
     };
     // the tensors as views into `bytes`: nothing is copied before the digest has passed
     let tensors: BTreeMap<String, TensorView> = st.tensors().into_iter().collect();
@@ -236,7 +252,11 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         parameters += values.len();
         weights.insert(name.clone(), TensorData::new(values, shape));
     }
-    let codebook = weights.get(CODEBOOK).map(|d| d.try_to_vec::<f32>().unwrap_or_default()).unwrap_or_default();
+    let codebook = weights
+        .get(CODEBOOK)
+        .or_else(|| weights.get(CODER_CODEBOOK))
+        .map(|d| d.try_to_vec::<f32>().unwrap_or_default())
+        .unwrap_or_default();
     Ok(Contents {
         kind,
         version,

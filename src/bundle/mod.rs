@@ -20,7 +20,7 @@ use crate::config::{MxqConfig, Stage1Config};
 use crate::data::tokenizer::CaptionTokenizer;
 pub use crate::kernels::int8::Precision;
 use crate::kernels::packed_prior::PackedPrior;
-use crate::model::mxq_vae::{MxqDecoder, MxqVae};
+use crate::model::mxq_vae::{MxqCoder, MxqDecoder, MxqVae};
 use crate::model::prior::Prior;
 
 /// What the bundle ships: the decode half of stage 1 and the prior.
@@ -83,12 +83,22 @@ pub fn export(
 /// A truncated, corrupted, foreign or wrong-version file gives an error naming the fault.
 pub fn load(bytes: &[u8], device: &Device, options: LoadOptions) -> Result<Bundle, Error> {
     let contents = format::read(bytes)?;
-    if contents.kind != format::Kind::Generator {
-        return Err(Error::Bundle(
-            "this file holds a trained stage 1 (mxq export --stage1), not a bundle: `mxq import` puts it in a run \
-             to train a prior on"
-                .into(),
-        ));
+    match contents.kind {
+        format::Kind::Generator => {}
+        format::Kind::Stage1 { .. } => {
+            return Err(Error::Bundle(
+                "this file holds a trained stage 1 (mxq export --stage1), not a bundle: `mxq import` puts it in a \
+                 run to train a prior on"
+                    .into(),
+            ));
+        }
+        format::Kind::Encoder => {
+            return Err(Error::Bundle(
+                "this file is an encoder file (stage 1's encode half, mxq export --encoder), not a bundle: give it \
+                 as --stage1 to mxq caption or mxq generate --caption"
+                    .into(),
+            ));
+        }
     }
     let config = MxqConfig::from_json(&contents.config_json)?;
     let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
@@ -167,8 +177,18 @@ pub fn export_stage1(
 /// Reads and checks a stage-1 file, then builds the stage 1 it holds on `device`.
 pub fn load_stage1(bytes: &[u8], device: &Device) -> Result<Stage1File, Error> {
     let contents = format::read(bytes)?;
-    let format::Kind::Stage1 { trained } = contents.kind else {
-        return Err(Error::Bundle("this file is a bundle (decoders and prior), not a stage-1 file".into()));
+    let trained = match contents.kind {
+        format::Kind::Stage1 { trained } => trained,
+        format::Kind::Generator => {
+            return Err(Error::Bundle("this file is a bundle (decoders and prior), not a stage-1 file".into()));
+        }
+        format::Kind::Encoder => {
+            return Err(Error::Bundle(
+                "this file is an encoder file (stage 1's encode half alone, for captioning and drawing captions), \
+                 not a whole stage-1 file: mxq import needs the file `mxq export --stage1` writes"
+                    .into(),
+            ));
+        }
     };
     let config = MxqConfig::from_json(&contents.config_json)?;
     let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
@@ -176,6 +196,54 @@ pub fn load_stage1(bytes: &[u8], device: &Device) -> Result<Stage1File, Error> {
     let mut vae = MxqVae::new(&config.stage1, device);
     load_checked(&mut vae, contents.weights, contents.parameters)?;
     Ok(Stage1File { vae, config, tokenizer, trained, codebook: contents.codebook })
+}
+
+/// Stage 1's encode half read from an encoder file ([`export_encoder`]) or a stage-1 file.
+pub struct EncoderFile {
+    pub coder: MxqCoder,
+    pub config: MxqConfig,
+    pub tokenizer: CaptionTokenizer,
+    /// The codebook's values on the host, as the file holds them ([`Bundle::codebook`]).
+    pub codebook: Vec<f32>,
+}
+
+/// Serializes stage 1's encode half (encoders and codebook, [`MxqCoder`]) with the config
+/// and tokenizer: the file the conditional modes read, half a stage-1 file's bytes.
+pub fn export_encoder(
+    coder: &MxqCoder,
+    config: &MxqConfig,
+    tokenizer: &CaptionTokenizer,
+    precision: Precision,
+) -> Result<Vec<u8>, Error> {
+    let tensors = crate::weights::module_tensors(coder)?;
+    format::write_kind(tensors, config.to_json(), tokenizer.to_json(), precision, format::Kind::Encoder)
+}
+
+/// Reads and checks an encoder file — or a whole stage-1 file, whose decoders are then
+/// dropped — and builds the encode half on `device`.
+pub fn load_encoder(bytes: &[u8], device: &Device) -> Result<EncoderFile, Error> {
+    let contents = format::read(bytes)?;
+    let config = MxqConfig::from_json(&contents.config_json)?;
+    let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
+    tokenizer.check_fits(&config.stage1.text)?;
+    let coder = match contents.kind {
+        format::Kind::Generator => {
+            return Err(Error::Bundle(
+                "this file is a bundle (decoders and prior), not an encoder or stage-1 file".into(),
+            ));
+        }
+        format::Kind::Stage1 { .. } => {
+            let mut vae = MxqVae::new(&config.stage1, device);
+            load_checked(&mut vae, contents.weights, contents.parameters)?;
+            vae.into_coder()
+        }
+        format::Kind::Encoder => {
+            let mut coder = MxqCoder::new(&config.stage1, device);
+            load_checked(&mut coder, contents.weights, contents.parameters)?;
+            coder
+        }
+    };
+    Ok(EncoderFile { coder, config, tokenizer, codebook: contents.codebook })
 }
 
 /// Loads a file's f32 `weights` (`parameters` values) into `module`, refusing a config that

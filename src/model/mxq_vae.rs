@@ -44,6 +44,15 @@ pub struct MxqVae {
     pub decoder: MxqDecoder,
 }
 
+/// The encode half alone, `pair → codes`: the encoders and the shared codebook their
+/// features are quantized to — all the conditional modes need of stage 1 (an encoder file,
+/// `mxq export --encoder`, half a stage-1 file's bytes).
+#[derive(Module, Debug)]
+pub struct MxqCoder {
+    pub encoder: MxqEncoder,
+    pub quantizer: CrossQuantizer,
+}
+
 /// A decoded pair, as tensors.
 #[derive(Debug, Clone)]
 pub struct DecodedPair {
@@ -72,6 +81,14 @@ pub struct Stage1Loss {
 }
 
 impl MxqEncoder {
+    pub fn new(c: &Stage1Config, device: &Device) -> Self {
+        Self {
+            image: ImageEncoder::new(c, device),
+            text: TextEncoder::new(c, device),
+            joint: c.joint().map(|j| JointEncoder::new(j, c.codebook.dim, device)),
+        }
+    }
+
     /// # Shapes
     /// - batch: images `[batch, 3, 64, 64]`, tokens `[batch, token_length]`
     /// - output: `[batch, 72, code_dim]`
@@ -82,6 +99,17 @@ impl MxqEncoder {
             Some(joint) => joint.forward(image, text),
             None => Tensor::cat(vec![image, text], 1),
         }
+    }
+}
+
+impl MxqCoder {
+    pub fn new(c: &Stage1Config, device: &Device) -> Self {
+        Self { encoder: MxqEncoder::new(c, device), quantizer: CrossQuantizer::new(c, device) }
+    }
+
+    /// The unified code sequence of each pair, `[batch, 72]`: [`MxqVae::encode`].
+    pub fn encode(&self, batch: Batch) -> Tensor<2, Int> {
+        self.quantizer.nearest(self.encoder.forward(batch))
     }
 }
 
@@ -113,19 +141,17 @@ impl MxqDecoder {
 
 impl MxqVae {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
-        Self {
-            encoder: MxqEncoder {
-                image: ImageEncoder::new(c, device),
-                text: TextEncoder::new(c, device),
-                joint: c.joint().map(|j| JointEncoder::new(j, c.codebook.dim, device)),
-            },
-            decoder: MxqDecoder::new(c, device),
-        }
+        Self { encoder: MxqEncoder::new(c, device), decoder: MxqDecoder::new(c, device) }
     }
 
     /// The unified code sequence of each pair, `[batch, 72]`.
     pub fn encode(&self, batch: Batch) -> Tensor<2, Int> {
         self.decoder.quantizer.nearest(self.encoder.forward(batch))
+    }
+
+    /// The encode half, the decoders dropped.
+    pub fn into_coder(self) -> MxqCoder {
+        MxqCoder { encoder: self.encoder, quantizer: self.decoder.quantizer }
     }
 
     /// Training pass: encode the (masked) inputs, quantize, decode, and score against

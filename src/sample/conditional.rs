@@ -12,29 +12,29 @@
 use burn::prelude::*;
 
 use crate::Error;
-use crate::bundle::{Bundle, Stage1File};
+use crate::bundle::{Bundle, EncoderFile};
 use crate::config::{IMAGE_SIZE, MxqConfig, SequenceOrder};
 use crate::data::batch::PairSet;
 use crate::data::masking::Half;
 use crate::data::pairs::Pair;
-use crate::model::mxq_vae::MxqVae;
+use crate::model::mxq_vae::MxqCoder;
 use crate::sample::generate::GeneratedPair;
 
-/// The encode half a bundle's conditional modes need: the stage 1 of a stage-1 file
-/// (`mxq export --stage1`) whose decoders are the bundle's (checked by
-/// [`Bundle::check_encoder`] before each use). One encoder serves every bundle of its stage 1
-/// (the demo bundle and the captioner).
+/// The encode half a bundle's conditional modes need: the stage 1 of an encoder file
+/// (`mxq export --encoder`) or a stage-1 file (`--stage1`) whose decoders are the bundle's
+/// (checked by [`Bundle::check_encoder`] before each use). One encoder serves every bundle of
+/// its stage 1 (the demo bundle and the captioner).
 pub struct Encoder {
-    vae: MxqVae,
+    coder: MxqCoder,
     config: MxqConfig,
     tokenizer_json: String,
     codebook: Vec<f32>,
 }
 
 impl Encoder {
-    pub fn new(stage1: Stage1File) -> Self {
-        let tokenizer_json = stage1.tokenizer.to_json();
-        Encoder { vae: stage1.vae, config: stage1.config, tokenizer_json, codebook: stage1.codebook }
+    pub fn new(file: EncoderFile) -> Self {
+        let tokenizer_json = file.tokenizer.to_json();
+        Encoder { coder: file.coder, config: file.config, tokenizer_json, codebook: file.codebook }
     }
 }
 
@@ -61,9 +61,10 @@ impl Bundle {
         Ok(())
     }
 
-    /// A stage-1 file as this bundle's encoder, refused where its stage 1 is not the bundle's.
-    pub fn encoder(&self, stage1: Stage1File) -> Result<Encoder, Error> {
-        let encoder = Encoder::new(stage1);
+    /// An encoder (or stage-1) file as this bundle's encoder, refused where its stage 1 is not
+    /// the bundle's.
+    pub fn encoder(&self, file: EncoderFile) -> Result<Encoder, Error> {
+        let encoder = Encoder::new(file);
         self.check_encoder(&encoder)?;
         Ok(encoder)
     }
@@ -95,7 +96,7 @@ impl Bundle {
         self.tokenizer.encode_given(caption)?;
         let blank = Pair { image: vec![0; 3 * IMAGE_SIZE * IMAGE_SIZE], caption: caption.to_string() };
         let pairs = PairSet::new(&[blank], &self.tokenizer);
-        let codes = crate::on_cpu_pool(|| encoder.vae.encode(pairs.batch_without(&[0], Half::Image, device)));
+        let codes = crate::on_cpu_pool(|| encoder.coder.encode(pairs.batch_without(&[0], Half::Image, device)));
         let codes: Vec<u32> = codes.into_data().iter::<i64>().map(|c| c as u32).collect();
         let text = self.config.stage1.text_positions();
         Ok(Given {
@@ -129,7 +130,7 @@ impl Bundle {
         }
         let pair = Pair { image: image.to_vec(), caption: String::new() };
         let pairs = PairSet::new(&[pair], &self.tokenizer);
-        let codes = crate::on_cpu_pool(|| encoder.vae.encode(pairs.batch_without(&[0], Half::Caption, device)));
+        let codes = crate::on_cpu_pool(|| encoder.coder.encode(pairs.batch_without(&[0], Half::Caption, device)));
         let codes: Vec<u32> = codes.into_data().iter::<i64>().map(|c| c as u32).collect();
         let image_codes = self.config.stage1.sequence_length() - self.config.stage1.text_positions();
         Ok(Given {

@@ -239,6 +239,13 @@ impl Run {
         crate::bundle::export_stage1(&vae, &state.config, &tokenizer, trained.to_string(), precision)
     }
 
+    /// Stage 1's encode half as an encoder file ([`crate::bundle::export_encoder`]).
+    pub fn export_encoder(&self, precision: crate::bundle::Precision, device: &Device) -> Result<Vec<u8>, Error> {
+        let (vae, state) = self.stage1(device)?;
+        let tokenizer = Self::tokenizer(&state)?;
+        crate::bundle::export_encoder(&vae.into_coder(), &state.config, &tokenizer, precision)
+    }
+
     /// Starts this (new) run from a stage-1 file: writes `tokenizer.json` and a finished
     /// stage-1 checkpoint without optimizer state (a prior trains on it; it cannot be
     /// resumed). Refused where the run already has a stage 1.

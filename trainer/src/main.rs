@@ -395,7 +395,7 @@ struct PriorArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Run folder with finished stage1/ and prior/ (with --stage1: stage1/ alone).
+    /// Run folder with finished stage1/ and prior/ (with --stage1 or --encoder: stage1/ alone).
     #[arg(long)]
     run: PathBuf,
     /// Bundle file to write.
@@ -412,6 +412,11 @@ struct ExportArgs {
     /// record) instead of a bundle: `mxq import` starts other runs from it.
     #[arg(long)]
     stage1: bool,
+    /// Write stage 1's encode half alone (encoders, codebook, config, tokenizer): the
+    /// `--stage1` file of `mxq caption` and `mxq generate --caption`, and the page's, in half
+    /// the bytes of a stage-1 file.
+    #[arg(long, conflicts_with = "stage1")]
+    encoder: bool,
 }
 
 #[derive(Args)]
@@ -486,9 +491,10 @@ struct CaptionArgs {
 /// The encode half of the bundle, for the conditional modes.
 #[derive(Args)]
 struct EncoderArgs {
-    /// The bundle's stage-1 file (`mxq export --stage1` from the bundle's run), whose encoder
-    /// reads a given caption (default: the shipped demo bundle's).
-    #[arg(long, default_value_os_t = repo_path("assets/stage1/demo-stage1.mxq.safetensors"))]
+    /// The bundle's encoder file (`mxq export --encoder` from the bundle's run) or whole
+    /// stage-1 file (`--stage1`), whose encoder reads what is given (default: the shipped
+    /// demo bundle's encoder file).
+    #[arg(long, default_value_os_t = repo_path("assets/stage1/demo-encoder.mxq.safetensors"))]
     stage1: PathBuf,
 }
 
@@ -549,11 +555,11 @@ fn load_bundle(path: &Path, load: &LoadArgs, device: &Device) -> Result<Bundle> 
     bundle::load(&bytes, device, load.options()).with_context(|| format!("loading {}", path.display()))
 }
 
-/// Reads a stage-1 file onto `device` and pairs it with `bundle` as its encoder.
+/// Reads an encoder (or stage-1) file onto `device` and pairs it with `bundle` as its encoder.
 fn load_encoder(bundle: &Bundle, path: &Path, device: &Device) -> Result<Encoder> {
-    let bytes = mxq::error::read_bounded(path, bundle::MAX_BUNDLE_BYTES).context("reading the stage-1 file")?;
-    let stage1 = bundle::load_stage1(&bytes, device).with_context(|| format!("loading {}", path.display()))?;
-    bundle.encoder(stage1).with_context(|| format!("{}", path.display()))
+    let bytes = mxq::error::read_bounded(path, bundle::MAX_BUNDLE_BYTES).context("reading the encoder file")?;
+    let file = bundle::load_encoder(&bytes, device).with_context(|| format!("loading {}", path.display()))?;
+    bundle.encoder(file).with_context(|| format!("{}", path.display()))
 }
 
 fn data_caption_mnist(a: CaptionMnistArgs) -> Result<()> {
@@ -729,6 +735,8 @@ fn export(a: ExportArgs) -> Result<()> {
     };
     let bytes = if a.stage1 {
         Run::new(&a.run).export_stage1(precision, &mxq::cpu())?
+    } else if a.encoder {
+        Run::new(&a.run).export_encoder(precision, &mxq::cpu())?
     } else {
         let (generator, config, tokenizer) = Run::new(&a.run).generator(&mxq::cpu())?;
         bundle::export(&generator, &config, &tokenizer, precision)?

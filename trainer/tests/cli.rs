@@ -270,6 +270,15 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     };
     let out = draw("run-stage1.mxq", caption, "drawn");
     assert!(out.status.success(), "{out:?}");
+    // the encoder file (stage 1's encode half) draws the same images; `mxq import` refuses it
+    ok(&["export", "--run", &p("run"), "--encoder", "--out", &p("run-encoder.mxq")]);
+    let out = draw("run-encoder.mxq", caption, "drawn-enc");
+    assert!(out.status.success(), "{out:?}");
+    let png = |dir: &str| std::fs::read(tmp.path().join(dir).join("00002.png")).unwrap();
+    assert_eq!(png("drawn-enc"), png("drawn"), "the encoder file encodes the caption as the stage-1 file does");
+    let refused = mxq(&["import", "--stage1", &p("run-encoder.mxq"), "--run", &p("enc-run")].map(String::from));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("encoder file"), "{stderr}");
     // guided: the image codes follow the caption's more closely (a prior trained with --unconditional)
     ok(&["generate", "--bundle", &p("tiny.mxq"), "--count", "2", "--guidance", "2", "--out", &p("guided")]);
     check_pairs(&tmp.path().join("guided"), 2);

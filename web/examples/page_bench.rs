@@ -51,7 +51,7 @@ fn main() {
     let shared = ["worker.js", "page.js", "index.html", "style.css", "assets/demo.mxq.safetensors"];
     let cpu_build = ["mxq-web_bg.wasm", "mxq-web.js"];
     let gpu_build = ["mxq-web-gpu_bg.wasm", "mxq-web-gpu.js"];
-    let modes = ["assets/stage1/demo-stage1.mxq.safetensors", "assets/captioner.mxq.safetensors"];
+    let modes = ["assets/stage1/demo-encoder.mxq.safetensors", "assets/captioner.mxq.safetensors"];
     let sum = |files: &[&str]| {
         let mut total = (0, 0);
         for file in files {

@@ -50,11 +50,11 @@ impl Demo {
         Ok(Demo { bundle, device, backend, encoder: None, captioner: None })
     }
 
-    /// Loads a stage-1 file as the encoder of the conditional modes, refused (with the
-    /// reason) where it is not the demo bundle's stage 1.
+    /// Loads an encoder file (or a whole stage-1 file) as the encoder of the conditional
+    /// modes, refused (with the reason) where it is not the demo bundle's stage 1.
     pub fn load_encoder(&mut self, bytes: Vec<u8>) -> Result<(), JsError> {
-        let stage1 = mxq::bundle::load_stage1(&bytes, &mxq::cpu()).map_err(|e| js(&e))?;
-        self.encoder = Some(self.bundle.encoder(stage1).map_err(|e| js(&e))?);
+        let file = mxq::bundle::load_encoder(&bytes, &mxq::cpu()).map_err(|e| js(&e))?;
+        self.encoder = Some(self.bundle.encoder(file).map_err(|e| js(&e))?);
         Ok(())
     }
 

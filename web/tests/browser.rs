@@ -229,7 +229,7 @@ fn a_second_visit_transfers_almost_nothing_before_its_first_pair() {
 #[test]
 #[ignore = "needs Chromium and a built page (scripts/test)"]
 fn a_caption_is_drawn_and_a_card_captioned_as_natively() {
-    use mxq::bundle::{load, load_stage1};
+    use mxq::bundle::{load, load_encoder};
     let caption = "a red 3 in the center.";
     let base = serve(vec![]);
     let browser = browser(false);
@@ -240,9 +240,9 @@ fn a_caption_is_drawn_and_a_card_captioned_as_natively() {
     assert!(drawn.iter().all(|c| c.caption == caption), "{drawn:?}");
 
     let device = mxq::cpu();
-    let stage1 = std::fs::read(harness::root().join("assets/stage1/demo-stage1.mxq.safetensors")).unwrap();
+    let stage1 = std::fs::read(harness::root().join("assets/stage1/demo-encoder.mxq.safetensors")).unwrap();
     let bundle = load(&demo_bundle(), &device, LoadOptions::default()).unwrap();
-    let encoder = bundle.encoder(load_stage1(&stage1, &device).unwrap()).unwrap();
+    let encoder = bundle.encoder(load_encoder(&stage1, &device).unwrap()).unwrap();
     let given = bundle.given_caption(&encoder, caption, &device).unwrap();
     let native = bundle.generate_from(&given, 2, 2, SampleOptions { seed: 5, ..bundle.default_options() }, &device);
     let native: Vec<Vec<u32>> = native.into_iter().map(|p| p.codes).collect();
@@ -256,7 +256,7 @@ fn a_caption_is_drawn_and_a_card_captioned_as_natively() {
     let on_page = eval(&tab, &format!("{first}.dataset.captioned"));
     let captioner = std::fs::read(harness::root().join("assets/captioner.mxq.safetensors")).unwrap();
     let captioner = load(&captioner, &device, LoadOptions::default()).unwrap();
-    let encoder = captioner.encoder(load_stage1(&stage1, &device).unwrap()).unwrap();
+    let encoder = captioner.encoder(load_encoder(&stage1, &device).unwrap()).unwrap();
     let given = captioner.given_image(&encoder, &drawn[0].rgb, &device).unwrap();
     let opts = SampleOptions { temperature: mxq::sample::conditional::CAPTION_TEMPERATURE, ..SampleOptions::default() };
     let native = captioner.generate_from(&given, 1, 1, opts, &device).remove(0).caption;

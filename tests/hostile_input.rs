@@ -106,6 +106,39 @@ fn a_config_larger_than_its_weights_is_refused_before_they_are_loaded() {
     assert!(!e.contains("allow_partial"), "{e}");
 }
 
+/// An encoder file (the page fetches one from its address's `stage1=`): re-signed with a
+/// config past its bounds or larger than its weights, or a tokenizer of length 0, it is
+/// refused by name, as a bundle is.
+#[test]
+fn hostile_encoder_files_are_refused_by_name() {
+    let tok = common::tokenizer(&common::pairs(200));
+    let mut cfg = MxqConfig::tiny();
+    cfg.stage1.text.vocab_size = tok.vocab_size();
+    let coder = mxq::model::mxq_vae::MxqCoder::new(&cfg.stage1, &mxq::cpu());
+    let tensors = mxq::weights::module_tensors(&coder).unwrap();
+    let (config, tokenizer): (Value, Value) =
+        (serde_json::from_str(&cfg.to_json()).unwrap(), serde_json::from_str(&tok.to_json()).unwrap());
+    let signed = |config: &Value, tokenizer: &Value| {
+        let (c, t) = (config.to_string(), tokenizer.to_string());
+        format::write_kind(tensors.clone(), c, t, Precision::F32, format::Kind::Encoder).unwrap()
+    };
+    let error = |bytes: &[u8]| match bundle::load_encoder(bytes, &mxq::cpu()) {
+        Ok(_) => panic!("loaded an encoder file that should be refused"),
+        Err(e) => e.to_string(),
+    };
+    bundle::load_encoder(&signed(&config, &tokenizer), &mxq::cpu()).unwrap();
+    let mut c = config.clone();
+    c["stage1"]["codebook"]["size"] = json!(1u64 << 40);
+    assert_contains(&error(&signed(&c, &tokenizer)), "stage1.codebook.size");
+    let mut c = config.clone();
+    c["stage1"]["image"]["res_hidden"] = json!(c["stage1"]["image"]["res_hidden"].as_u64().unwrap() * 8);
+    assert_contains(&error(&signed(&c, &tokenizer)), "parameters but the file holds");
+    let mut t = tokenizer.clone();
+    t["padding"]["strategy"] = json!({ "Fixed": 0 });
+    t["truncation"]["max_length"] = json!(0);
+    assert_contains(&error(&signed(&config, &t)), "padding length 0");
+}
+
 /// A 4-bit weight (`U8`, two values per byte) without its scales, or with too few, is
 /// refused by name; with them it loads, at its full shape.
 #[test]
@@ -351,6 +384,7 @@ proptest! {
         bytes.extend(&header);
         bytes.extend(std::iter::repeat_n(0u8, tail));
         prop_assert!(bundle::load(&bytes, &mxq::cpu(), LoadOptions::default()).is_err());
+        prop_assert!(bundle::load_encoder(&bytes, &mxq::cpu()).is_err());
     }
 
     /// Random JSON-ish text as config JSON: parsed and checked, or a named error.

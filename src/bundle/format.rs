@@ -37,8 +37,8 @@ pub enum Kind {
     /// A whole trained stage 1 (encoder and decoder halves) with its training record as
     /// metadata `trained` (JSON), to train priors on without training stage 1 again.
     Stage1 { trained: String },
-    /// Stage 1's encode half alone (encoders and codebook), tensors named as in a stage-1
-    /// file: what the conditional modes need, half the bytes.
+    /// Stage 1's encode half alone (encoders and codebook, [`crate::model::mxq_vae::MxqCoder`]:
+    /// its codebook is `quantizer.codebook`): what the conditional modes need, half the bytes.
     Encoder,
 }
 
@@ -55,7 +55,8 @@ pub struct Contents {
     pub int8: StoredBlocks,
     /// Values in those weights, to check a config against before building its model.
     pub parameters: usize,
-    /// The codebook's values (`decoder.quantizer.codebook`; empty where a file has none).
+    /// The codebook's values (`decoder.quantizer.codebook`, an encoder file's
+    /// `quantizer.codebook`; empty where a file has none).
     pub codebook: Vec<f32>,
 }
 

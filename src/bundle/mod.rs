@@ -48,7 +48,7 @@ pub struct Bundle {
     /// The file's format version (older versions are converted on load).
     pub version: u32,
     pub precision: Precision,
-    /// The codebook's values on the host, as the file holds them: a stage-1 file is checked
+    /// The codebook's values on the host, as the file holds them: an encoder file is checked
     /// against them ([`Bundle::encoder`]) without a read-back from the device, which WebGPU
     /// in a browser cannot do synchronously.
     pub codebook: Vec<f32>,
@@ -223,25 +223,20 @@ pub fn export_encoder(
 /// dropped — and builds the encode half on `device`.
 pub fn load_encoder(bytes: &[u8], device: &Device) -> Result<EncoderFile, Error> {
     let contents = format::read(bytes)?;
+    if contents.kind == format::Kind::Generator {
+        return Err(Error::Bundle("this file is a bundle (decoders and prior), not an encoder or stage-1 file".into()));
+    }
     let config = MxqConfig::from_json(&contents.config_json)?;
     let tokenizer = CaptionTokenizer::from_json(&contents.tokenizer_json)?;
     tokenizer.check_fits(&config.stage1.text)?;
-    let coder = match contents.kind {
-        format::Kind::Generator => {
-            return Err(Error::Bundle(
-                "this file is a bundle (decoders and prior), not an encoder or stage-1 file".into(),
-            ));
-        }
-        format::Kind::Stage1 { .. } => {
-            let mut vae = MxqVae::new(&config.stage1, device);
-            load_checked(&mut vae, contents.weights, contents.parameters)?;
-            vae.into_coder()
-        }
-        format::Kind::Encoder => {
-            let mut coder = MxqCoder::new(&config.stage1, device);
-            load_checked(&mut coder, contents.weights, contents.parameters)?;
-            coder
-        }
+    let coder = if contents.kind == format::Kind::Encoder {
+        let mut coder = MxqCoder::new(&config.stage1, device);
+        load_checked(&mut coder, contents.weights, contents.parameters)?;
+        coder
+    } else {
+        let mut vae = MxqVae::new(&config.stage1, device);
+        load_checked(&mut vae, contents.weights, contents.parameters)?;
+        vae.into_coder()
     };
     Ok(EncoderFile { coder, config, tokenizer, codebook: contents.codebook })
 }

@@ -68,7 +68,8 @@ impl PriorBlock {
 
     /// A block that starts as the identity: its residual projections (weights and biases)
     /// are zero, so it passes its input through until training moves them; the rest is
-    /// drawn as in [`PriorBlock::new`], so gradients reach it from the first step on.
+    /// drawn as in [`PriorBlock::new`], so gradients reach it once the projections have moved
+    /// (from the second step on).
     fn identity(c: &PriorConfig, device: &Device) -> Self {
         Self::with_out_init(c, device, Initializer::Zeros)
     }

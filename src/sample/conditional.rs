@@ -75,7 +75,7 @@ impl Bundle {
     pub fn check_encoder(&self, encoder: &Encoder) -> Result<(), Error> {
         self.check_stage1(&encoder.config.stage1, &encoder.tokenizer_json, &encoder.codebook).map_err(|differs| {
             Error::Bundle(format!(
-                "the stage-1 file is not this bundle's stage 1 ({differs} differs): export both from one run"
+                "the encoder (or stage-1) file is not this bundle's stage 1 ({differs} differs): export both from one run"
             ))
         })
     }

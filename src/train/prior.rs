@@ -220,7 +220,8 @@ impl Stage<Prior> for PriorStep<'_> {
 
 /// Trains (or resumes) the prior in `dir` on code sequences (stage 1's order; the prior
 /// reads them in its config's order). A new run starts from `start`'s weights where given
-/// (a trained prior of the same size and order, e.g. a bundle's: fine-tuning), else from
+/// (a trained prior of the same order and width, e.g. a bundle's: fine-tuning; one with fewer
+/// layers than the config's is grown first, [`Prior::grown`]), else from
 /// random ones; a resumed run keeps its checkpoint's config and weights. `device` must be an
 /// autodiff device.
 #[allow(clippy::too_many_arguments)]
@@ -242,6 +243,8 @@ pub fn train_prior(
         let cpu = crate::cpu();
         cpu.seed(state.options.seed);
         let start = start.grown(&state.config.prior, &cpu);
+        // the device's own draws (dropout) start where `init_model` left them, CPU or not
+        device.seed(state.options.seed);
         model = model
             .try_load_record(start.into_record())
             .map_err(|e| ckpt.bad(format!("the prior to start from does not fit the run's prior config: {e}")))?;

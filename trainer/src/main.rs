@@ -364,7 +364,8 @@ struct PriorArgs {
     /// text-first (default: the stage-1 config's).
     #[arg(long)]
     order: Option<SequenceOrder>,
-    /// Prior layers (default: the stage-1 config's).
+    /// Prior layers (default: the stage-1 config's; with --init-from, the bundle's, and only
+    /// more: the prior grows deeper).
     #[arg(long)]
     layers: Option<usize>,
     /// Prior attention heads (default: the stage-1 config's).
@@ -457,7 +458,7 @@ struct GenerateArgs {
     grid: Option<PathBuf>,
     /// Draw images for this caption instead of whole pairs: every pair's caption is this
     /// text, its image a new draw for it (needs a caption-first prior and the bundle's
-    /// stage-1 file, --stage1).
+    /// encoder file, --stage1).
     #[arg(long)]
     caption: Option<String>,
     #[command(flatten)]
@@ -467,7 +468,7 @@ struct GenerateArgs {
 #[derive(Args)]
 struct CaptionArgs {
     /// Captioner bundle: an image-first prior on the stage 1 of --stage1 (default: the
-    /// shipped one, on the shipped stage-1 file).
+    /// shipped one, on the shipped stage 1).
     #[arg(long, default_value_os_t = repo_path("assets/captioner.mxq.safetensors"))]
     bundle: PathBuf,
     #[command(flatten)]

@@ -22,7 +22,7 @@ thread_local! {
 pub const NOT_DRAWN: u32 = u32::MAX;
 
 /// A loaded bundle on the device it runs on; for the conditional modes, fetched only when
-/// one is used, the stage-1 file's encoder (on the CPU: one pass per caption or image, and
+/// one is used, the encoder file's encoder (on the CPU: one pass per caption or image, and
 /// its codes are read back at once) and the captioner bundle (beside the demo bundle).
 #[wasm_bindgen]
 pub struct Demo {
@@ -84,7 +84,7 @@ impl Demo {
     /// as `mxq caption` draws them by default ([`CAPTION_TEMPERATURE`]: the most likely).
     pub async fn caption(&self, image: Vec<u8>) -> Result<String, JsError> {
         let (Some(captioner), Some(encoder)) = (&self.captioner, &self.encoder) else {
-            return Err(JsError::new("captioning needs the stage-1 file and the captioner: load both first"));
+            return Err(JsError::new("captioning needs the encoder file and the captioner: load both first"));
         };
         let rgb = mxq::data::pairs::decode_image(&image, "the image to caption").map_err(|e| js(&e))?;
         let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, ..SampleOptions::default() };
@@ -152,8 +152,8 @@ impl Demo {
         Ok(true)
     }
 
-    /// Generates `count` pairs in batches of at most `batch` (batch `i` from seed `seed + i`,
-    /// as natively); with a `caption`, images for it (each pair carries the caption; needs
+    /// Generates `count` pairs in batches of at most `batch` (the first batch from `seed`, later
+    /// ones from seeds mixed from it: [`batches`], as natively); with a `caption`, images for it (each pair carries the caption; needs
     /// [`Self::load_encoder`] first). After each prior step, `on_step(first, codes)` gets the
     /// index of the batch's first pair and its codes so far (`Uint32Array`, one row per pair
     /// of all the sequence's codes in stage 1's order, image then text, [`NOT_DRAWN`] where
@@ -182,7 +182,7 @@ impl Demo {
             (Some(caption), Some(encoder)) => {
                 self.bundle.given_caption(encoder, caption, &mxq::cpu()).map_err(|e| js(&e))?
             }
-            (Some(_), None) => return Err(JsError::new("drawing a caption needs the stage-1 file: load it first")),
+            (Some(_), None) => return Err(JsError::new("drawing a caption needs the encoder file: load it first")),
         };
         self.bundle.check_given(&given).map_err(|e| js(&e))?;
         let mut first = 0;

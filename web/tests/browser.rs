@@ -224,7 +224,7 @@ fn a_second_visit_transfers_almost_nothing_before_its_first_pair() {
 }
 
 /// The conditional modes on the CPU path: `?caption=…` draws images for the caption (the
-/// worker fetches the stage-1 file then), the same codes as natively; "caption this" on a
+/// worker fetches the encoder file then), the same codes as natively; "caption this" on a
 /// card captions its image with the captioner (fetched then), the same caption as natively.
 #[test]
 #[ignore = "needs Chromium and a built page (scripts/test)"]

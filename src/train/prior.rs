@@ -99,22 +99,27 @@ fn encode_with(vae: &MxqVae, data: &PairSet, batch: usize, make: impl Fn(&[usize
 /// [`encode_for_prior`], kept in `dir` for the next start of the same run: a resume, or a
 /// new prior on the same stage 1 and pairs, reads the codes back instead of encoding again
 /// (minutes on a CPU for 200,000 pairs). The file is named by a sha256 of the pairs (image
-/// bytes, caption tokens) and of `stage1` — the stage-1 weights' identity, e.g. their
-/// checkpoint sha256 — so other pairs or another stage 1 never meet it. A file that does
-/// not fit (size, a code outside the codebook) is encoded again and replaced. Returns the
-/// sequences and whether they came from the file.
+/// bytes, caption tokens) and of the stage-1 weights themselves (names, shapes, values: not
+/// a checkpoint file's bytes, which hold burn's random parameter ids, so two imports of one
+/// stage-1 file name the same codes and a codes file can be carried to another run), so
+/// other pairs or another stage 1 never meet it. A file that does not fit (size, a code
+/// outside the codebook) is encoded again and replaced. Returns the sequences and whether
+/// they came from the file.
 pub fn encode_sequences_kept(
     vae: &MxqVae,
     data: &PairSet,
     batch: usize,
     device: &Device,
     dir: &Path,
-    stage1: &str,
     config: &MxqConfig,
 ) -> Result<(CodeSequences, bool), Error> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(stage1.as_bytes());
+    for (name, tensor) in crate::weights::module_tensors(vae)? {
+        h.update(name.as_bytes());
+        h.update(format!("{:?}{:?}", tensor.dtype, tensor.shape).as_bytes());
+        h.update(&tensor.data);
+    }
     if config.prior.conditional {
         // other codes than a whole-pair run's: another file (earlier files keep their names)
         h.update(format!("conditional {}", config.prior.order).as_bytes());

@@ -665,22 +665,13 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     warn_fitted(fitted, &pairs, &tokenizer);
     let data = PairSet::new(&pairs, &tokenizer);
     // the codes are kept in prior/ between starts, named by the pairs and the stage-1 weights
-    // (a stage 1 from before checkpoints recorded their sha256 is encoded at every start)
-    let stage1_id = state.files.iter().map(|f| f.sha256.as_str()).collect::<Vec<_>>().join(",");
-    let sequences = if stage1_id.is_empty() {
-        eprintln!("prior: encoding {} pairs with the frozen stage 1", data.len());
-        train::encode_for_prior(&vae, &data, 64, &device, &config)
-    } else {
-        eprintln!("prior: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
-        let (sequences, kept) =
-            train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &stage1_id, &config)?;
-        eprintln!(
-            "prior: codes {} (kept in {})",
-            if kept { "read back, not encoded again" } else { "encoded" },
-            run.prior_dir().display()
-        );
-        sequences
-    };
+    eprintln!("prior: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
+    let (sequences, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &config)?;
+    eprintln!(
+        "prior: codes {} (kept in {})",
+        if kept { "read back, not encoded again" } else { "encoded" },
+        run.prior_dir().display()
+    );
     let options = t.options_over(t.base(&run.prior_dir())?);
     let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };

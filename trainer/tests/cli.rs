@@ -125,6 +125,16 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     std::fs::write(&kept[0], &bytes[..bytes.len() - 3]).unwrap();
     assert!(resume_prior("4").contains("codes encoded"));
     assert_eq!(std::fs::read(&kept[0]).unwrap(), bytes, "encoded again, the same codes");
+    // named by the stage-1 weights, not by the checkpoint file (whose bytes hold burn's random
+    // parameter ids): a second import of the same file finds the codes carried over to it
+    ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("imported2")].map(String::from));
+    let carried = tmp.path().join("imported2/prior");
+    std::fs::create_dir_all(&carried).unwrap();
+    std::fs::copy(&kept[0], carried.join(kept[0].file_name().unwrap())).unwrap();
+    let args = ["train", "prior", "--data", &p("train"), "--run", &p("imported2"), "--batch-size", "16"];
+    let out = mxq(&args.iter().chain(&["--max-steps", "1"]).map(|s| s.to_string()).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("codes read back, not encoded again"), "{stderr}");
 
     // the paper's comparison: a variant is recorded in the run's config; a wrong name is named
     let variant = |run: &str, v: &str| -> Vec<String> {

@@ -253,11 +253,8 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         parameters += values.len();
         weights.insert(name.clone(), TensorData::new(values, shape));
     }
-    let codebook = weights
-        .get(CODEBOOK)
-        .or_else(|| weights.get(CODER_CODEBOOK))
-        .map(|d| d.try_to_vec::<f32>().unwrap_or_default())
-        .unwrap_or_default();
+    let name = if kind == Kind::Encoder { CODER_CODEBOOK } else { CODEBOOK };
+    let codebook = weights.get(name).map(|d| d.try_to_vec::<f32>().unwrap_or_default()).unwrap_or_default();
     Ok(Contents {
         kind,
         version,

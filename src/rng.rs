@@ -33,6 +33,8 @@ pub enum Stream {
     Bench,
     /// Tests' own draws, numbered by the test.
     Test(u64),
+    /// The seed of the candidates of a batch's `i`th chunk of pairs ([`crate::sample::rerank`]).
+    Candidates(u64),
 }
 
 impl Stream {
@@ -49,6 +51,7 @@ impl Stream {
             Self::Bench => (5, 0),
             Self::Test(n) => (6, n),
             Self::SamplingBatch(i) => (7, i),
+            Self::Candidates(i) => (8, i),
         };
         assert!(n < 1 << Self::TAG, "{self:?}: stream number out of range");
         (tag << Self::TAG) | n

@@ -57,7 +57,7 @@ fn a_given_caption_starts_every_sequence_and_is_every_pairs_caption() {
     assert_ne!(given.prefix, other.prefix, "another caption, other codes");
 
     let opts = SampleOptions { temperature: 1.0, seed: 7, ..SampleOptions::default() };
-    let drawn = bundle.generate_from(&given, 4, 2, opts, &device);
+    let drawn = bundle.generate_from(&given, 4, 2, opts, None, &device);
     assert_eq!(drawn.len(), 4);
     for pair in &drawn {
         assert_eq!(&pair.caption, caption);
@@ -106,7 +106,7 @@ fn a_given_image_starts_every_sequence_and_is_every_pairs_image() {
     // the shipped captioner tells images apart)
 
     let greedy = SampleOptions { temperature: 0.0, ..SampleOptions::default() };
-    let captioned = bundle.generate_from(&given, 2, 2, greedy, &device);
+    let captioned = bundle.generate_from(&given, 2, 2, greedy, None, &device);
     for pair in &captioned {
         assert_eq!(pair.image, pairs[0].image);
         assert_eq!(bundle.config.to_prior_order(&pair.codes)[..image_codes], given.prefix[..]);
@@ -271,7 +271,7 @@ fn a_conditional_prior_trains_on_the_codes_captioning_gives_it_and_draws_no_whol
     let given = bundle.given_image(&encoder, &pairs[0].image, &device).unwrap();
     assert!(bundle.check_given(&given).is_ok());
     let opts = SampleOptions { temperature: 0.0, ..SampleOptions::default() };
-    assert_eq!(&bundle.generate_from(&given, 1, 1, opts, &device)[0].codes[..image], &given.prefix[..]);
+    assert_eq!(&bundle.generate_from(&given, 1, 1, opts, None, &device)[0].codes[..image], &given.prefix[..]);
 }
 
 /// An encoder file is the stage-1 file's encode half: the same codes for what is given, in
@@ -301,4 +301,94 @@ fn an_encoder_file_encodes_as_its_stage_1_file_does() {
     let bundle_bytes = bundle::export(&generator, &file.config, &file.tokenizer, Precision::Int8).unwrap();
     let refused = error(bundle::load_encoder(&bundle_bytes, &device));
     assert!(refused.contains("is a bundle"), "{refused}");
+}
+
+/// Scoring a sequence step by step (`sample/rerank.rs`, what best-of-K ranks candidates by)
+/// sums the log-probabilities a full pass of the prior gives its codes, from the position
+/// asked on; the packed prior scores as burn's layers do.
+#[test]
+fn scoring_sums_the_log_probabilities_of_a_full_pass() {
+    use mxq::sample::rerank::score_codes;
+    let device = mxq::cpu();
+    let (bundle, _, _) = bundle_and_stage1(SequenceOrder::TextFirst, 5);
+    let prior = &bundle.generator.prior;
+    let (n, vocab) = (bundle.config.stage1.sequence_length(), prior.vocab);
+    let mut rng = mxq::rng::Rng::new(5, mxq::rng::Stream::Test(41));
+    let sequences: Vec<Vec<u32>> =
+        (0..3).map(|_| (0..n).map(|_| (rng.next_u64() % vocab as u64) as u32).collect()).collect();
+    let inputs: Vec<i64> = sequences
+        .iter()
+        .flat_map(|s| std::iter::once(prior.start() as i64).chain(s[..n - 1].iter().map(|&c| c as i64)))
+        .collect();
+    let inputs = Tensor::<2, Int>::from_data(TensorData::new(inputs, [3, n]), &device);
+    let log_p = log_softmax(prior.forward(inputs), 2).into_data().try_into_vec_as::<f32>().unwrap(); // [3, n, vocab]
+    for from in [0, bundle.config.first_part()] {
+        let expected: Vec<f32> =
+            (0..3).map(|b| (from..n).map(|j| log_p[(b * n + j) * vocab + sequences[b][j] as usize]).sum()).collect();
+        let stepwise = score_codes(prior, sequences.clone(), from, &device);
+        for (s, e) in stepwise.iter().zip(&expected) {
+            assert!((s - e).abs() < 1e-3 * e.abs().max(1.0), "from {from}: {stepwise:?} vs {expected:?}");
+        }
+        if let Some(packed) = &bundle.packed_prior {
+            let packed = score_codes(packed, sequences.clone(), from, &device);
+            for (p, e) in packed.iter().zip(&expected) {
+                assert!((p - e).abs() < 1e-3 * e.abs().max(1.0), "packed, from {from}: {packed:?} vs {expected:?}");
+            }
+        }
+    }
+}
+
+/// Best of K: the captions a caption-first prior draws are the ones it draws without
+/// reranking (only which image shows each is chosen), a captioner keeps its image, one
+/// candidate is no reranking at all, each group keeps its highest score, and what cannot
+/// score the candidates is a named error.
+#[test]
+fn best_of_k_keeps_what_is_drawn_first_and_each_pairs_best_candidate() {
+    use mxq::sample::conditional::Given;
+    use mxq::sample::rerank::{Rerank, Scored};
+    let device = mxq::cpu();
+    let (drawer, stage1, pairs) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
+    let (captioner, _, _) = bundle_and_stage1(SequenceOrder::ImageFirst, 3);
+    let opts = SampleOptions { temperature: 1.0, seed: 11, ..SampleOptions::default() };
+    let whole = Given::default();
+    let plain = drawer.generate_from(&whole, 5, 5, opts, None, &device);
+    let rerank = Rerank::new(&drawer, &captioner, 4, Scored::SecondPart).unwrap();
+    let best = drawer.generate_from(&whole, 5, 5, opts, Some(&rerank), &device);
+    let first = drawer.config.first_part();
+    let firsts = |pairs: &[mxq::sample::GeneratedPair]| -> Vec<Vec<u32>> {
+        pairs.iter().map(|p| drawer.config.to_prior_order(&p.codes)[..first].to_vec()).collect()
+    };
+    assert_eq!(firsts(&best), firsts(&plain), "the captions' codes are drawn as without reranking");
+    assert_ne!(best.iter().map(|p| &p.codes).collect::<Vec<_>>(), plain.iter().map(|p| &p.codes).collect::<Vec<_>>());
+    assert_eq!(best, drawer.generate_from(&whole, 5, 5, opts, Some(&rerank), &device), "deterministic");
+    let one = Rerank::new(&drawer, &captioner, 1, Scored::SecondPart).unwrap();
+    assert_eq!(drawer.generate_from(&whole, 5, 5, opts, Some(&one), &device), plain, "one candidate: as drawn");
+
+    // captioning, scored by the caption-first prior over whole pairs: the image is kept
+    let encoder = captioner.encoder(bundle::load_encoder(&stage1, &device).unwrap()).unwrap();
+    let given = captioner.given_image(&encoder, &pairs[0].image, &device).unwrap();
+    let rerank = Rerank::new(&captioner, &drawer, 8, Scored::WholePair).unwrap();
+    let captioned = captioner.generate_from(&given, 2, 1, opts, Some(&rerank), &device);
+    for pair in &captioned {
+        assert_eq!(pair.image, pairs[0].image);
+        assert_eq!(captioner.config.to_prior_order(&pair.codes)[..given.prefix.len()], given.prefix[..]);
+    }
+
+    // the choice: each group of candidates keeps its highest score, ties to the first drawn
+    let rerank = Rerank::new(&drawer, &captioner, 3, Scored::SecondPart).unwrap();
+    let candidates: Vec<Vec<u32>> = (1..=6).map(|c| vec![c]).collect();
+    assert_eq!(rerank.choose(candidates, &[0.1, 0.5, 0.2, -1.0, -1.0, -3.0]), vec![vec![2], vec![4]]);
+
+    let refused = |result: Result<Rerank, mxq::Error>| error(result.map(|_| ()));
+    for k in [0, 65] {
+        let says = refused(Rerank::new(&drawer, &captioner, k, Scored::SecondPart));
+        assert!(says.contains(&format!("candidates {k} must be between 1 and 64")), "{says}");
+    }
+    let (other, _, _) = bundle_and_stage1(SequenceOrder::ImageFirst, 4);
+    let says = refused(Rerank::new(&drawer, &other, 4, Scored::SecondPart));
+    assert!(says.contains("not on this bundle's stage 1"), "{says}");
+    let mut conditional = captioner;
+    conditional.config.prior.conditional = true;
+    let says = refused(Rerank::new(&drawer, &conditional, 4, Scored::WholePair));
+    assert!(says.contains("conditional") && says.contains("not whole pairs"), "{says}");
 }

@@ -72,7 +72,7 @@ fn shipped_stage1_file_draws_captions_for_the_shipped_bundle() {
     let caption = "a red 3 in the center.";
     let given = bundle.given_caption(&encoder, caption, &device).unwrap();
     assert_eq!(given.prefix, bundle.given_caption(&stage1, caption, &device).unwrap().prefix);
-    let drawn = bundle.generate_from(&given, 8, 8, SampleOptions { seed: 2, ..Default::default() }, &device);
+    let drawn = bundle.generate_from(&given, 8, 8, SampleOptions { seed: 2, ..Default::default() }, None, &device);
     assert!(drawn.iter().all(|p| p.caption == caption));
     let shown = drawn.iter().filter(|p| mxq::eval::judge::read_layout(&p.image) == [(Region::Center, Colour::Red)]);
     let shown = shown.count();
@@ -241,7 +241,7 @@ fn shipped_captioner_captions_test_images() {
         .into_iter()
         .map(|real| {
             let given = captioner.given_image(&encoder, &real.image, &device).unwrap();
-            (captioner.generate_from(&given, 1, 1, greedy, &device).remove(0).caption, real.caption)
+            (captioner.generate_from(&given, 1, 1, greedy, None, &device).remove(0).caption, real.caption)
         })
         .collect();
     let parsed = captions.iter().filter(|(c, _)| layout(c).is_some()).count();

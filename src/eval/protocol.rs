@@ -23,7 +23,8 @@ use crate::data::tokenizer::CaptionTokenizer;
 use crate::eval::judge::{Judge, Scores};
 use crate::eval::reconstruction::{Reconstruction, reconstruct};
 use crate::model::mxq_vae::MxqVae;
-use crate::sample::conditional::Encoder;
+use crate::sample::conditional::{Encoder, Given};
+use crate::sample::rerank::Rerank;
 use crate::sample::sampler::SampleOptions;
 
 /// Pairs sampled together when a bundle is judged.
@@ -85,12 +86,13 @@ pub fn judge_bundle(
     bundle: &Bundle,
     count: usize,
     opts: SampleOptions,
+    rerank: Option<&Rerank>,
     test: &TestSplit,
     train: Option<&HashSet<String>>,
     device: &Device,
 ) -> Result<BundleReport, Error> {
     let generated: Vec<Pair> = bundle
-        .generate(count, EVAL_BATCH, opts, device)
+        .generate_from(&Given::default(), count, EVAL_BATCH, opts, rerank, device)
         .into_iter()
         .map(|p| Pair { image: p.image, caption: p.caption })
         .collect();
@@ -105,7 +107,7 @@ pub fn judge_bundle(
 /// for it (`mxq eval --drawn`): the consistency is the share of images that show what their
 /// caption says. Given the image, an image-first `bundle` captions it (`--captioner`; `mxq
 /// caption`'s default is greedy, temperature 0): the share of captions whose units are the
-/// ones the image shows.
+/// ones the image shows. Each completion is the best of `rerank`'s candidates where given.
 #[allow(clippy::too_many_arguments)]
 pub fn judge_completed(
     judge: &Judge,
@@ -114,6 +116,7 @@ pub fn judge_completed(
     given: Half,
     count: usize,
     opts: SampleOptions,
+    rerank: Option<&Rerank>,
     test: &TestSplit,
     device: &Device,
 ) -> Result<Scores, Error> {
@@ -124,7 +127,7 @@ pub fn judge_completed(
             Half::Caption => bundle.given_caption(encoder, &real.caption, device)?,
             Half::Image => bundle.given_image(encoder, &real.image, device)?,
         };
-        let pairs = bundle.generate_from(&given, 1, 1, opts, device);
+        let pairs = bundle.generate_from(&given, 1, 1, opts, rerank, device);
         completed.extend(pairs.into_iter().map(|p| Pair { image: p.image, caption: p.caption }));
     }
     judge_pairs(judge, &completed, test, None)

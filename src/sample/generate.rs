@@ -10,7 +10,8 @@ use crate::data::batch::to_rgb;
 use crate::kernels::packed_prior::{MAX_ROWS, PackedPrior};
 use crate::rng::{Rng, Stream};
 use crate::sample::conditional::Given;
-use crate::sample::sampler::{DEFAULT_GUIDANCE, DEFAULT_SECOND_TEMPERATURE, SampleOptions, sample_codes};
+use crate::sample::rerank::Rerank;
+use crate::sample::sampler::{DEFAULT_GUIDANCE, DEFAULT_SECOND_TEMPERATURE, SampleOptions};
 
 /// One generated pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +100,7 @@ impl Bundle {
     /// samples on the packed kernels where the bundle has them and the batch is small
     /// enough to gain ([`MAX_ROWS`]), else on burn's layers.
     pub fn generate(&self, count: usize, batch: usize, opts: SampleOptions, device: &Device) -> Vec<GeneratedPair> {
-        self.generate_from(&Given::default(), count, batch, opts, device)
+        self.generate_from(&Given::default(), count, batch, opts, None, device)
     }
 
     /// The packed prior, where the bundle has one ([`crate::bundle::load`] packs it on the
@@ -110,17 +111,20 @@ impl Bundle {
         self.packed_prior.as_ref().filter(|_| rows <= MAX_ROWS)
     }
 
-    /// [`Self::generate`] from what is `given`, e.g. a caption ([`Bundle::given_caption`]).
+    /// [`Self::generate`] from what is `given`, e.g. a caption ([`Bundle::given_caption`]),
+    /// each pair the best of `rerank`'s candidates where given.
+    #[allow(clippy::too_many_arguments)]
     pub fn generate_from(
         &self,
         given: &Given,
         count: usize,
         batch: usize,
         opts: SampleOptions,
+        rerank: Option<&Rerank>,
         device: &Device,
     ) -> Vec<GeneratedPair> {
         let mut out = Vec::with_capacity(count.min(MAX_COUNT));
-        let _ = self.generate_each(given, count, batch, opts, device, |pairs| {
+        let _ = self.generate_each(given, count, batch, opts, rerank, device, |pairs| {
             out.extend(pairs);
             Ok::<_, std::convert::Infallible>(())
         });
@@ -129,23 +133,20 @@ impl Bundle {
 
     /// [`Self::generate_from`], handing each batch's pairs to `sink` as soon as they are
     /// decoded (so a caller can stream them to disk) and stopping at the sink's first error.
+    #[allow(clippy::too_many_arguments)]
     pub fn generate_each<E: Send>(
         &self,
         given: &Given,
         count: usize,
         batch: usize,
         opts: SampleOptions,
+        rerank: Option<&Rerank>,
         device: &Device,
         mut sink: impl FnMut(Vec<GeneratedPair>) -> Result<(), E> + Send,
     ) -> Result<(), E> {
-        let length = self.config.stage1.sequence_length();
         crate::on_cpu_pool(|| {
             for (n, opts) in batches(count, batch, opts) {
-                let (first, prefix) = (self.config.first_part(), &given.prefix);
-                let codes = match self.packed_for(n, &opts) {
-                    Some(packed) => sample_codes(packed, n, length, first, prefix, opts, device),
-                    None => sample_codes(&self.generator.prior, n, length, first, prefix, opts, device),
-                };
+                let codes = self.draw_codes(given, n, opts, rerank, device);
                 let mut pairs = self.decode_codes(self.unified_codes(codes), device);
                 given.apply(&mut pairs);
                 sink(pairs)?;

@@ -176,8 +176,9 @@ pub struct Sampling<P: CachedPrior> {
     next: Vec<u32>,
     codes: Vec<Vec<u32>>,
     length: usize,
-    /// Codes every sequence starts with instead of drawing them (conditional sampling).
-    prefix: Vec<u32>,
+    /// Codes each sequence starts with instead of drawing them (conditional sampling), one
+    /// row per sequence.
+    prefixes: Vec<Vec<u32>>,
     /// How many codes the first part has ([`Self::guided`]); the rest are drawn with
     /// [`SampleOptions::second_temperature`] and, with guidance, against the unconditional
     /// twin of each sequence (rows `batch..2 × batch` of `next`), which sees start tokens for
@@ -197,7 +198,7 @@ impl<P: CachedPrior> Sampling<P> {
             next: vec![prior.start() as u32; batch],
             codes: vec![Vec::with_capacity(length); batch],
             length,
-            prefix: Vec::new(),
+            prefixes: vec![Vec::new(); batch],
             first_part: None,
             twins: false,
             start: prior.start() as u32,
@@ -209,8 +210,17 @@ impl<P: CachedPrior> Sampling<P> {
     /// The same sampling, with every sequence's first codes given instead of drawn (in the
     /// prior's order; at most `length`). The generator draws nothing for them, so the codes
     /// after a prefix differ from those the same seed draws unconditionally.
-    pub fn with_prefix(mut self, prefix: &[u32]) -> Self {
-        self.prefix = prefix[..prefix.len().min(self.length)].to_vec();
+    pub fn with_prefix(self, prefix: &[u32]) -> Self {
+        let rows = vec![prefix.to_vec(); self.codes.len()];
+        self.with_prefixes(&rows)
+    }
+
+    /// [`Self::with_prefix`] with each sequence's own first codes (`rows[b]` for sequence
+    /// `b`; as many rows as sequences): a batch of candidates that complete different
+    /// first parts ([`crate::sample::rerank`]).
+    pub fn with_prefixes(mut self, rows: &[Vec<u32>]) -> Self {
+        assert_eq!(rows.len(), self.codes.len(), "one prefix per sequence");
+        self.prefixes = rows.iter().map(|p| p[..p.len().min(self.length)].to_vec()).collect();
         self
     }
 
@@ -251,7 +261,7 @@ impl<P: CachedPrior> Sampling<P> {
             let row = &logits[b * k..(b + 1) * k];
             let position = self.codes[b].len();
             let in_second = self.first_part.is_some_and(|first| position >= first);
-            let code = match self.prefix.get(position) {
+            let code = match self.prefixes[b].get(position) {
                 Some(&given) => given,
                 None if in_second && self.twins => {
                     let twin = &logits[(batch + b) * k..(batch + b + 1) * k];
@@ -292,7 +302,20 @@ pub fn sample_codes<P: CachedPrior>(
     opts: SampleOptions,
     device: &Device,
 ) -> Vec<Vec<u32>> {
-    let mut sampling = Sampling::new(prior, batch, length, opts).with_prefix(prefix).guided(first_part);
+    sample_completions(prior, &vec![prefix.to_vec(); batch], length, first_part, opts, device)
+}
+
+/// [`sample_codes`] with each sequence's own prefix: one sequence per row of `prefixes`.
+pub fn sample_completions<P: CachedPrior>(
+    prior: &P,
+    prefixes: &[Vec<u32>],
+    length: usize,
+    first_part: usize,
+    opts: SampleOptions,
+    device: &Device,
+) -> Vec<Vec<u32>> {
+    let batch = prefixes.len();
+    let mut sampling = Sampling::new(prior, batch, length, opts).with_prefixes(prefixes).guided(first_part);
     while !sampling.done() {
         let logits = sampling.logits(prior, device).into_data().try_into_vec_as::<f32>().expect("f32 logits");
         sampling.push(&logits);

@@ -22,7 +22,8 @@ use mxq::device::DeviceChoice;
 use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
-use mxq::sample::conditional::{CAPTION_TEMPERATURE, Encoder, Given};
+use mxq::sample::conditional::{CAPTION_CANDIDATES, CAPTION_TEMPERATURE, Encoder, Given};
+use mxq::sample::rerank::{Rerank, Scored};
 use mxq::train::{
     self, ConfigSource, EpochMetrics, PriorSetup, Progress, Run, Schedule, Stage1Setup, StepReport, TrainOptions,
 };
@@ -195,6 +196,15 @@ struct EvalArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    rerank: RerankArgs,
+    /// The temperature --captioner draws captions at (0 with --caption-candidates 1: greedy).
+    #[arg(long, default_value_t = CAPTION_TEMPERATURE)]
+    caption_temperature: f32,
+    /// --captioner: each caption the best of this many, scored by --bundle (default: the
+    /// shipped demo bundle) as `mxq caption` scores them; 1: no reranking.
+    #[arg(long, default_value_t = CAPTION_CANDIDATES)]
+    caption_candidates: usize,
 }
 
 #[derive(Subcommand)]
@@ -463,6 +473,8 @@ struct GenerateArgs {
     caption: Option<String>,
     #[command(flatten)]
     encoder: EncoderArgs,
+    #[command(flatten)]
+    rerank: RerankArgs,
 }
 
 #[derive(Args)]
@@ -477,16 +489,47 @@ struct CaptionArgs {
     device: DeviceArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
-    /// Sample the caption codes at this temperature (image i from seed --seed + i) instead
-    /// of taking the most likely ones (0, the default: the same caption every time).
+    /// The temperature the candidate captions are drawn at (image i from seed --seed + i;
+    /// with the fixed default seed an image gets the same caption every time; 0 with
+    /// --candidates 1: the most likely codes).
     #[arg(long, default_value_t = CAPTION_TEMPERATURE)]
     temperature: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    rerank: RerankArgs,
     /// Images (PNG or any format the `image` crate reads); other sizes are resized to
     /// 64×64 as in training.
     #[arg(required = true)]
     images: Vec<PathBuf>,
+}
+
+/// Each pair the best of several candidates, by a second prior on the same stage 1.
+#[derive(Args)]
+struct RerankArgs {
+    /// Draw each pair (each image for --caption, each caption of `mxq caption`) as this
+    /// many candidates and keep the one the --scorer bundle finds most likely; 1: no
+    /// reranking [default: 8 for captions (CAPTION_CANDIDATES), 1 for images].
+    #[arg(long)]
+    candidates: Option<usize>,
+    /// The bundle that scores the candidates, on the same stage 1: for images, an
+    /// image-first prior (log p(caption | image); default: the shipped captioner); for
+    /// captions, a caption-first one (log p(caption, image); default: the shipped demo bundle).
+    #[arg(long)]
+    scorer: Option<PathBuf>,
+}
+
+impl RerankArgs {
+    /// The scoring bundle (`default` where --scorer was not given), loaded where there are
+    /// candidates to score.
+    fn scorer(&self, default: &Path, candidates: usize, load: &LoadArgs, device: &Device) -> Result<Option<Bundle>> {
+        mxq::sample::rerank::check_candidates(candidates)?;
+        if candidates == 1 {
+            return Ok(None);
+        }
+        let path = self.scorer.as_deref().unwrap_or(default);
+        Ok(Some(load_bundle(path, load, device).with_context(|| format!("the scoring bundle {}", path.display()))?))
+    }
 }
 
 /// The encode half of the bundle, for the conditional modes.
@@ -498,6 +541,10 @@ struct EncoderArgs {
     #[arg(long, default_value_os_t = repo_path("assets/stage1/demo-encoder.mxq.safetensors"))]
     stage1: PathBuf,
 }
+
+/// The shipped bundles: the demo (caption-first, whole pairs) and the captioner.
+const DEMO_BUNDLE: &str = "assets/demo.mxq.safetensors";
+const CAPTIONER: &str = "assets/captioner.mxq.safetensors";
 
 /// The most images one grid PNG holds.
 const MAX_GRID: usize = 4096;
@@ -771,11 +818,14 @@ fn generate(a: GenerateArgs) -> Result<()> {
         None => Given::default(),
     };
     bundle.check_given(&given)?;
+    let candidates = a.rerank.candidates.unwrap_or(1);
+    let scorer = a.rerank.scorer(&repo_path(CAPTIONER), candidates, &a.load, &device)?;
+    let rerank = scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::SecondPart)).transpose()?;
     let mut out = mxq::data::PairWriter::create(&a.out, a.force)?;
     let mut grid = Vec::new();
     let started = std::time::Instant::now();
     let bar = bar(a.count as u64, "pairs");
-    bundle.generate_each(&given, a.count, a.batch, opts, &device, |pairs| {
+    bundle.generate_each(&given, a.count, a.batch, opts, rerank.as_ref(), &device, |pairs| {
         bar.inc(pairs.len() as u64);
         for p in &pairs {
             out.push(&p.image, &p.caption)?;
@@ -802,17 +852,22 @@ fn generate(a: GenerateArgs) -> Result<()> {
 
 fn caption(a: CaptionArgs) -> Result<()> {
     let opts = SampleOptions { temperature: a.temperature, seed: a.seed, ..SampleOptions::default() };
+    // every image is read before anything is loaded: a bad one fails the run up front
+    let images = a.images.iter().map(|path| mxq::data::pairs::load_image(path)).collect::<Result<Vec<_>, _>>()?;
     let device = a.device.start()?;
     let bundle = load_bundle(&a.bundle, &a.load, &device)?;
     bundle.check_options(&opts)?;
     let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
-    // every image is read before the first is captioned: a bad one fails the run up front
-    let images = a.images.iter().map(|path| mxq::data::pairs::load_image(path)).collect::<Result<Vec<_>, _>>()?;
+    // encoded before the scorer is read: a bundle that cannot caption is named as such
+    let givens =
+        images.iter().map(|image| bundle.given_image(&encoder, image, &device)).collect::<Result<Vec<_>, _>>()?;
+    let candidates = a.rerank.candidates.unwrap_or(CAPTION_CANDIDATES);
+    let scorer = a.rerank.scorer(&repo_path(DEMO_BUNDLE), candidates, &a.load, &device)?;
+    let rerank = scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::WholePair)).transpose()?;
     let mut stdout = std::io::stdout().lock();
-    for (i, (path, image)) in a.images.iter().zip(&images).enumerate() {
-        let given = bundle.given_image(&encoder, image, &device)?;
+    for (i, (path, given)) in a.images.iter().zip(&givens).enumerate() {
         let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
-        let pair = bundle.generate_from(&given, 1, 1, opts, &device).remove(0);
+        let pair = bundle.generate_from(given, 1, 1, opts, rerank.as_ref(), &device).remove(0);
         let line = serde_json::json!({ "image": path.display().to_string(), "caption": pair.caption });
         writeln!(stdout, "{line}")?;
     }
@@ -856,8 +911,21 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
 fn judge_captioner(a: &EvalArgs, path: &Path, judge: &Judge, test: &TestSplit, device: &Device) -> Result<Scores> {
     let captioner = load_bundle(path, &a.load, device)?;
     let encoder = load_encoder(&captioner, &a.encoder.stage1, device)?;
-    let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, seed: a.sample.seed, ..SampleOptions::default() };
-    Ok(protocol::judge_completed(judge, &captioner, &encoder, Half::Image, a.count, opts, test, device)?)
+    let opts = SampleOptions { temperature: a.caption_temperature, seed: a.sample.seed, ..SampleOptions::default() };
+    opts.check()?;
+    // captions are scored by the bundle under judgement where there is one, as `mxq caption` by the demo bundle
+    let candidates = a.caption_candidates;
+    mxq::sample::rerank::check_candidates(candidates)?;
+    let scorer = match (&a.bundle, candidates > 1) {
+        (Some(bundle), true) => Some(load_bundle(bundle, &a.load, device).context("the --bundle, scoring captions")?),
+        (None, true) => {
+            Some(load_bundle(&repo_path(DEMO_BUNDLE), &a.load, device).context("the demo bundle, scoring captions")?)
+        }
+        (_, false) => None,
+    };
+    let rerank = scorer.as_ref().map(|s| Rerank::new(&captioner, s, candidates, Scored::WholePair)).transpose()?;
+    let (count, rerank) = (a.count, rerank.as_ref());
+    Ok(protocol::judge_completed(judge, &captioner, &encoder, Half::Image, count, opts, rerank, test, device)?)
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
@@ -882,6 +950,12 @@ fn eval(a: EvalArgs) -> Result<()> {
                 Err(_) if a.drawn => false,
                 Err(e) => return Err(e.into()),
             };
+            // images are scored by --scorer, or the --captioner, or the shipped captioner
+            let candidates = a.rerank.candidates.unwrap_or(1);
+            let default_scorer = a.captioner.clone().unwrap_or_else(|| repo_path(CAPTIONER));
+            let scorer = a.rerank.scorer(&default_scorer, candidates, &a.load, &device)?;
+            let rerank =
+                scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::SecondPart)).transpose()?;
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
                 drawn = Some(protocol::judge_completed(
@@ -891,6 +965,7 @@ fn eval(a: EvalArgs) -> Result<()> {
                     Half::Caption,
                     a.count,
                     opts,
+                    rerank.as_ref(),
                     &test,
                     &device,
                 )?);
@@ -899,7 +974,16 @@ fn eval(a: EvalArgs) -> Result<()> {
                 captioned = Some(judge_captioner(&a, captioner, &judge, &test, &device)?);
             }
             let report = if whole {
-                Some(protocol::judge_bundle(&judge, &bundle, a.count, opts, &test, train.as_ref(), &device)?)
+                Some(protocol::judge_bundle(
+                    &judge,
+                    &bundle,
+                    a.count,
+                    opts,
+                    rerank.as_ref(),
+                    &test,
+                    train.as_ref(),
+                    &device,
+                )?)
             } else {
                 None
             };

@@ -310,15 +310,27 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert_eq!(report["drawn_for_test_captions"]["validity_pct"], 100.0, "test captions, given: {report}");
 
     // captioning: the imported run's image-first prior on the same stage 1 captions images,
-    // one JSON line each, the same caption every time (greedy)
+    // one JSON line each, the same caption every time (the best of 8 from a fixed seed, scored
+    // by the caption-first bundle of the same stage 1)
     ok(&["export", "--run", &p("imported"), "--out", &p("captioner.mxq")]);
     let images = [tmp.path().join("drawn/00000.png"), tmp.path().join("gen/00001.png")];
     let images: Vec<String> = images.iter().map(|i| i.to_string_lossy().into_owned()).collect();
-    let caption = |bundle: &str, extra: &[&str]| {
+    let caption_with = |bundle: &str, scorer: &[&str], extra: &[&str]| {
         let args = ["caption", "--bundle", &p(bundle), "--stage1", &p("run-stage1.mxq")];
-        let args = args.iter().chain(extra).map(|s| s.to_string()).chain(images.iter().cloned());
+        let args = args.iter().chain(scorer).chain(extra).map(|s| s.to_string()).chain(images.iter().cloned());
         mxq(&args.collect::<Vec<_>>())
     };
+    let scorer = p("tiny.mxq");
+    let caption = |bundle: &str, extra: &[&str]| caption_with(bundle, &["--scorer", &scorer], extra);
+    // the default scorer is the shipped demo bundle, on another stage 1: refused by name
+    let refused = caption_with("captioner.mxq", &[], &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("not on this bundle's stage 1"), "{stderr}");
+    // one candidate at temperature 0: the most likely codes, no scorer read
+    let greedy = caption_with("captioner.mxq", &[], &["--candidates", "1", "--temperature", "0"]);
+    assert!(greedy.status.success(), "{greedy:?}");
+    let refused = caption("captioner.mxq", &["--candidates", "0"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("candidates 0 must be between 1 and 64"), "{refused:?}");
     let out = caption("captioner.mxq", &[]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -328,7 +340,7 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         assert_eq!(line["image"], image.as_str(), "{stdout}");
         assert!(line["caption"].is_string(), "{stdout}");
     }
-    assert_eq!(caption("captioner.mxq", &[]).stdout, stdout.as_bytes(), "greedy: the same captions again");
+    assert_eq!(caption("captioner.mxq", &[]).stdout, stdout.as_bytes(), "the same captions again");
     assert!(caption("captioner.mxq", &["--temperature", "1", "--seed", "3"]).status.success());
     // a caption-first bundle cannot caption; an unreadable image is named before any work
     let refused = caption("tiny.mxq", &[]);
@@ -337,9 +349,13 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     let args = ["caption", "--bundle", &p("captioner.mxq"), "--stage1", &p("run-stage1.mxq"), &p("not.png")];
     let refused = mxq(&args.map(String::from));
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not.png"), "{refused:?}");
+    // judged as `mxq caption` captions, scored by the --bundle of the same stage 1 (whose
+    // pairs, images drawn best of 2 by the captioner, are judged too)
     let args = ["eval", "--captioner", &p("captioner.mxq"), "--stage1", &p("run-stage1.mxq"), "--count", "4", "--json"];
-    let report: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let with = ["--bundle", &p("tiny.mxq"), "--candidates", "2"];
+    let report: serde_json::Value = serde_json::from_str(&ok(&[&args[..], &with[..]].concat())).unwrap();
     assert_eq!(report["captioned_test_images"]["pairs"], 4, "{report}");
+    assert_eq!(report["generated"]["pairs"], 4, "{report}");
     // a conditional captioner, fine-tuned from that one: it captions, and draws no whole pairs
     ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &p("cond")]);
     let init = ["--init-from", &p("captioner.mxq"), "--conditional", "--batch-size", "16", "--max-steps", "2"];

@@ -7,7 +7,8 @@
 
 use burn::prelude::*;
 use mxq::bundle::{Bundle, LoadOptions};
-use mxq::sample::conditional::{CAPTION_TEMPERATURE, Encoder, Given};
+use mxq::sample::conditional::{CAPTION_CANDIDATES, CAPTION_TEMPERATURE, Encoder, Given};
+use mxq::sample::rerank::{Rerank, Scored, Scoring};
 use mxq::sample::sampler::CachedPrior;
 use mxq::sample::{GeneratedPair, SampleOptions, Sampling, batches};
 use wasm_bindgen::prelude::*;
@@ -81,7 +82,9 @@ impl Demo {
 
     /// The caption the captioner gives an encoded image (PNG, JPEG, …; other sizes resized
     /// as in training): the image's codes with the caption masked, then the text codes drawn
-    /// as `mxq caption` draws them by default ([`CAPTION_TEMPERATURE`]: the most likely).
+    /// as `mxq caption` draws them by default: [`CAPTION_CANDIDATES`] captions at
+    /// [`CAPTION_TEMPERATURE`], the one the demo bundle's prior finds most likely with the
+    /// image kept (the same caption as natively, every time).
     pub async fn caption(&self, image: Vec<u8>) -> Result<String, JsError> {
         let (Some(captioner), Some(encoder)) = (&self.captioner, &self.encoder) else {
             return Err(JsError::new("captioning needs the encoder file and the captioner: load both first"));
@@ -89,7 +92,14 @@ impl Demo {
         let rgb = mxq::data::pairs::decode_image(&image, "the image to caption").map_err(|e| js(&e))?;
         let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, ..SampleOptions::default() };
         let given = captioner.given_image(encoder, &rgb, &mxq::cpu()).map_err(|e| js(&e))?;
-        let mut pairs = sample_pairs(captioner, &self.device, 1, opts, &given, |_| Ok(())).await?;
+        let rerank = Rerank::new(captioner, &self.bundle, CAPTION_CANDIDATES, Scored::WholePair).map_err(|e| js(&e))?;
+        // as natively (`Bundle::generate_from`): one pair, so one chunk of candidates
+        let (rows, opts) = rerank.candidate_rows(std::slice::from_ref(&given.prefix), opts, 0);
+        let candidates = draw_any(captioner, &self.device, &rows, opts, |_| Ok(())).await?;
+        let (sequences, from) = rerank.scored_sequences(captioner, &candidates);
+        let scores = score_any(&self.bundle, &self.device, sequences, from).await?;
+        let chosen = rerank.choose(candidates, &scores);
+        let mut pairs = decode_pairs(captioner, &self.device, chosen, &given).await?;
         Ok(pairs.remove(0).caption)
     }
 
@@ -235,10 +245,61 @@ async fn sample_pairs(
     given: &Given,
     on_step: impl FnMut(&[u32]) -> Result<(), JsError>,
 ) -> Result<Vec<GeneratedPair>, JsError> {
-    let codes = match bundle.packed_for(n, &opts) {
-        Some(packed) => draw_codes(packed, bundle, device, n, opts, given, on_step).await?,
-        None => draw_codes(&bundle.generator.prior, bundle, device, n, opts, given, on_step).await?,
-    };
+    let codes = draw_any(bundle, device, &vec![given.prefix.clone(); n], opts, on_step).await?;
+    decode_pairs(bundle, device, codes, given).await
+}
+
+/// Sequences completing `prefixes` (one each) on the packed prior where the bundle has one
+/// and it gains, else on burn's layers, as natively ([`Bundle::packed_for`]).
+async fn draw_any(
+    bundle: &Bundle,
+    device: &Device,
+    prefixes: &[Vec<u32>],
+    opts: SampleOptions,
+    on_step: impl FnMut(&[u32]) -> Result<(), JsError>,
+) -> Result<Vec<Vec<u32>>, JsError> {
+    match bundle.packed_for(prefixes.len(), &opts) {
+        Some(packed) => draw_codes(packed, bundle, device, prefixes, opts, on_step).await,
+        None => draw_codes(&bundle.generator.prior, bundle, device, prefixes, opts, on_step).await,
+    }
+}
+
+/// `sequences` (the prior's order) scored from position `from` on, on the prior
+/// [`Bundle::score`] picks natively.
+async fn score_any(
+    bundle: &Bundle,
+    device: &Device,
+    sequences: Vec<Vec<u32>>,
+    from: usize,
+) -> Result<Vec<f32>, JsError> {
+    match bundle.packed_for(sequences.len(), &SampleOptions::default()) {
+        Some(packed) => score_codes(packed, device, sequences, from).await,
+        None => score_codes(&bundle.generator.prior, device, sequences, from).await,
+    }
+}
+
+/// The scoring steps for [`score_any`] on `prior`.
+async fn score_codes<P: CachedPrior>(
+    prior: &P,
+    device: &Device,
+    sequences: Vec<Vec<u32>>,
+    from: usize,
+) -> Result<Vec<f32>, JsError> {
+    let mut scoring = Scoring::new(prior, sequences, from);
+    while !scoring.done() {
+        let logits = read_f32(scoring.logits(prior, device)).await?;
+        scoring.push(&logits);
+    }
+    Ok(scoring.into_scores())
+}
+
+/// Code sequences (the prior's order) decoded into pairs, with what was `given` in place.
+async fn decode_pairs(
+    bundle: &Bundle,
+    device: &Device,
+    codes: Vec<Vec<u32>>,
+    given: &Given,
+) -> Result<Vec<GeneratedPair>, JsError> {
     let codes = bundle.unified_codes(codes);
     let (images, tokens) = bundle.decode_tensors(&codes, device);
     let (images, tokens) = (read_f32(images).await?, read_ints(tokens).await?);
@@ -247,19 +308,18 @@ async fn sample_pairs(
     Ok(pairs)
 }
 
-/// The prior's steps for [`sample_pairs`] on `prior` (burn's layers or the packed kernels).
+/// The prior's steps for [`draw_any`] on `prior` (burn's layers or the packed kernels).
 async fn draw_codes<P: CachedPrior>(
     prior: &P,
     bundle: &Bundle,
     device: &Device,
-    n: usize,
+    prefixes: &[Vec<u32>],
     opts: SampleOptions,
-    given: &Given,
     mut on_step: impl FnMut(&[u32]) -> Result<(), JsError>,
 ) -> Result<Vec<Vec<u32>>, JsError> {
     let config = &bundle.config;
-    let mut sampling = Sampling::new(prior, n, config.stage1.sequence_length(), opts)
-        .with_prefix(&given.prefix)
+    let mut sampling = Sampling::new(prior, prefixes.len(), config.stage1.sequence_length(), opts)
+        .with_prefixes(prefixes)
         .guided(config.first_part());
     while !sampling.done() {
         let logits = read_f32(sampling.logits(prior, device)).await?;

@@ -244,7 +244,8 @@ fn a_caption_is_drawn_and_a_card_captioned_as_natively() {
     let bundle = load(&demo_bundle(), &device, LoadOptions::default()).unwrap();
     let encoder = bundle.encoder(load_encoder(&stage1, &device).unwrap()).unwrap();
     let given = bundle.given_caption(&encoder, caption, &device).unwrap();
-    let native = bundle.generate_from(&given, 2, 2, SampleOptions { seed: 5, ..bundle.default_options() }, &device);
+    let native =
+        bundle.generate_from(&given, 2, 2, SampleOptions { seed: 5, ..bundle.default_options() }, None, &device);
     let native: Vec<Vec<u32>> = native.into_iter().map(|p| p.codes).collect();
     assert_eq!(drawn.iter().map(|c| c.codes()).collect::<Vec<_>>(), native, "page (wasm CPU) vs native codes");
 
@@ -258,7 +259,11 @@ fn a_caption_is_drawn_and_a_card_captioned_as_natively() {
     let captioner = load(&captioner, &device, LoadOptions::default()).unwrap();
     let encoder = captioner.encoder(load_encoder(&stage1, &device).unwrap()).unwrap();
     let given = captioner.given_image(&encoder, &drawn[0].rgb, &device).unwrap();
-    let opts = SampleOptions { temperature: mxq::sample::conditional::CAPTION_TEMPERATURE, ..SampleOptions::default() };
-    let native = captioner.generate_from(&given, 1, 1, opts, &device).remove(0).caption;
+    // as `mxq caption` by default: the best of CAPTION_CANDIDATES, scored by the demo bundle
+    use mxq::sample::conditional::{CAPTION_CANDIDATES, CAPTION_TEMPERATURE};
+    use mxq::sample::rerank::{Rerank, Scored};
+    let rerank = Rerank::new(&captioner, &bundle, CAPTION_CANDIDATES, Scored::WholePair).unwrap();
+    let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, ..SampleOptions::default() };
+    let native = captioner.generate_from(&given, 1, 1, opts, Some(&rerank), &device).remove(0).caption;
     assert_eq!(on_page.as_str(), Some(native.as_str()), "page vs native caption of the first card");
 }

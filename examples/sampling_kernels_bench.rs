@@ -2,7 +2,8 @@
 //! per second for the prior's layer shapes (paper preset), at 1 and 16 rows, int8 and f32
 //! weights. Weights this size stay in the CPU's L3 between calls, so these are the kernel's
 //! ceilings; `mxq bench` gives the end-to-end figures.
-//! `cargo run --release --example sampling_kernels_bench`
+//! `cargo run --release --example sampling_kernels_bench [-- --plain]` (`--plain`: the portable
+//! loop the page's wasm runs, here with the native build's SIMD)
 
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use mxq::kernels::{Simd, avx512_available};
 
 fn main() {
     println!("AVX-512 kernels: {}", avx512_available());
-    let simd = Simd::best();
+    let simd = if std::env::args().any(|a| a == "--plain") { Simd::Plain } else { Simd::best() };
     for (k, n) in [(512usize, 1536usize), (512, 512), (512, 2048), (2048, 512)] {
         let w: Vec<f32> = (0..k * n).map(|i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5).collect();
         let (q, scales) = quantize_blocks(&w);
@@ -20,7 +21,7 @@ fn main() {
             ("int8", 1, PackedLinear::int8(&q, &scales, k, n, None).unwrap()),
             ("f32", 4, PackedLinear::f32(&w, k, n, None).unwrap()),
         ];
-        for m in [1usize, 16] {
+        for m in [1usize, 2, 16, 32] {
             let x = vec![0.1f32; m * k];
             for (name, bytes, layer) in &layers {
                 for _ in 0..20 {

@@ -80,7 +80,9 @@ pub fn judge_pairs(
     score(judge, pairs, train).with_frechet(&reference)
 }
 
-/// Generates `count` pairs from `bundle` and judges them beside `count` real test pairs.
+/// Generates `count` pairs from `bundle` (each the best of `rerank`'s candidates where given)
+/// and judges them beside `count` real test pairs.
+#[allow(clippy::too_many_arguments)]
 pub fn judge_bundle(
     judge: &Judge,
     bundle: &Bundle,

@@ -22,6 +22,12 @@ static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A bundle and the stage-1 file it was made from (untrained weights), with `order`.
 fn bundle_and_stage1(order: SequenceOrder, seed: u64) -> (Bundle, Vec<u8>, Vec<mxq::data::Pair>) {
+    let (mut bundles, stage1, pairs) = bundles_and_stage1(&[order], seed);
+    (bundles.remove(0), stage1, pairs)
+}
+
+/// Bundles of each of `orders` on one stage 1 (drawn once), and its stage-1 file.
+fn bundles_and_stage1(orders: &[SequenceOrder], seed: u64) -> (Vec<Bundle>, Vec<u8>, Vec<mxq::data::Pair>) {
     let device = mxq::cpu();
     let _drawing = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
     device.seed(seed);
@@ -29,12 +35,18 @@ fn bundle_and_stage1(order: SequenceOrder, seed: u64) -> (Bundle, Vec<u8>, Vec<m
     let tok = common::tokenizer(&pairs);
     let mut cfg = MxqConfig::tiny();
     cfg.stage1.text.vocab_size = tok.vocab_size();
-    cfg.prior.order = order;
     let vae = MxqVae::new(&cfg.stage1, &device);
     let stage1 = bundle::export_stage1(&vae, &cfg, &tok, "{}".into(), Precision::Int8).unwrap();
-    let generator = Generator { decoder: vae.decoder.clone(), prior: Prior::for_config(&cfg, &device) };
-    let bytes = bundle::export(&generator, &cfg, &tok, Precision::Int8).unwrap();
-    (bundle::load(&bytes, &device, LoadOptions::default()).unwrap(), stage1, pairs)
+    let bundles = orders
+        .iter()
+        .map(|&order| {
+            cfg.prior.order = order;
+            let generator = Generator { decoder: vae.decoder.clone(), prior: Prior::for_config(&cfg, &device) };
+            let bytes = bundle::export(&generator, &cfg, &tok, Precision::Int8).unwrap();
+            bundle::load(&bytes, &device, LoadOptions::default()).unwrap()
+        })
+        .collect();
+    (bundles, stage1, pairs)
 }
 
 fn error<T>(result: Result<T, mxq::Error>) -> String {
@@ -347,8 +359,8 @@ fn best_of_k_keeps_what_is_drawn_first_and_each_pairs_best_candidate() {
     use mxq::sample::conditional::Given;
     use mxq::sample::rerank::{Rerank, Scored};
     let device = mxq::cpu();
-    let (drawer, stage1, pairs) = bundle_and_stage1(SequenceOrder::TextFirst, 3);
-    let (captioner, _, _) = bundle_and_stage1(SequenceOrder::ImageFirst, 3);
+    let (bundles, stage1, pairs) = bundles_and_stage1(&[SequenceOrder::TextFirst, SequenceOrder::ImageFirst], 3);
+    let [drawer, captioner]: [Bundle; 2] = bundles.try_into().ok().unwrap();
     let opts = SampleOptions { temperature: 1.0, seed: 11, ..SampleOptions::default() };
     let whole = Given::default();
     let plain = drawer.generate_from(&whole, 5, 5, opts, None, &device);

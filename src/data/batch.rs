@@ -31,8 +31,11 @@ pub struct PairSet {
 
 impl PairSet {
     pub fn new(pairs: &[Pair], tokenizer: &CaptionTokenizer) -> Self {
+        // sized up front: a collect that grows by doubling would hold up to twice the images
+        let mut images = Vec::with_capacity(pairs.iter().map(|p| p.image.len()).sum());
+        pairs.iter().for_each(|p| images.extend_from_slice(&p.image));
         Self {
-            images: pairs.iter().flat_map(|p| p.image.iter().copied()).collect(),
+            images,
             tokens: pairs.iter().flat_map(|p| tokenizer.encode(&p.caption)).collect(),
             length: tokenizer.length(),
         }

@@ -675,6 +675,8 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
         data.len(),
         tokenizer.vocab_size(),
         config.preset,
+    // the images are held once: a copy per pair beside the set would double the memory
+    drop(pairs);
         t.run.display()
     );
     let (mut on_step, mut on_epoch, bar) = reporters(opts.batch_size);
@@ -716,6 +718,8 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let (sequences, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &config)?;
     eprintln!(
         "prior: codes {} (kept in {})",
+    // the images are held once: a copy per pair beside the set would double the memory
+    drop(pairs);
         if kept { "read back, not encoded again" } else { "encoded" },
         run.prior_dir().display()
     );

@@ -364,7 +364,9 @@ fn best_of_k_keeps_what_is_drawn_first_and_each_pairs_best_candidate() {
     let opts = SampleOptions { temperature: 1.0, seed: 11, ..SampleOptions::default() };
     let whole = Given::default();
     let plain = drawer.generate_from(&whole, 5, 5, opts, None, &device);
-    let rerank = Rerank::new(&drawer, &captioner, 4, Scored::SecondPart).unwrap();
+    // 20 candidates: 3 pairs' worth per chunk, so the 5 pairs take a second, partial chunk
+    let rerank = Rerank::new(&drawer, &captioner, 20, Scored::SecondPart).unwrap();
+    assert_eq!(rerank.pairs_per_chunk(&opts), 3);
     let best = drawer.generate_from(&whole, 5, 5, opts, Some(&rerank), &device);
     let first = drawer.config.first_part();
     let firsts = |pairs: &[mxq::sample::GeneratedPair]| -> Vec<Vec<u32>> {
@@ -390,6 +392,8 @@ fn best_of_k_keeps_what_is_drawn_first_and_each_pairs_best_candidate() {
     let rerank = Rerank::new(&drawer, &captioner, 3, Scored::SecondPart).unwrap();
     let candidates: Vec<Vec<u32>> = (1..=6).map(|c| vec![c]).collect();
     assert_eq!(rerank.choose(candidates, &[0.1, 0.5, 0.2, -1.0, -1.0, -3.0]), vec![vec![2], vec![4]]);
+    let candidates: Vec<Vec<u32>> = (1..=3).map(|c| vec![c]).collect();
+    assert_eq!(rerank.choose(candidates, &[f32::NAN, -5.0, -7.0]), vec![vec![2]], "a NaN score ranks lowest");
 
     let refused = |result: Result<Rerank, mxq::Error>| error(result.map(|_| ()));
     for k in [0, 65] {

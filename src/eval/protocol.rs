@@ -107,8 +107,8 @@ pub fn judge_bundle(
 /// Completes each of the first `count` test pairs from its `given` half (pair `i` from seed
 /// `opts.seed + i`) and judges each completed pair. Given the caption, an image is drawn
 /// for it (`mxq eval --drawn`): the consistency is the share of images that show what their
-/// caption says. Given the image, an image-first `bundle` captions it (`--captioner`; `mxq
-/// caption`'s default is greedy, temperature 0): the share of captions whose units are the
+/// caption says. Given the image, an image-first `bundle` captions it (`--captioner`, as `mxq
+/// caption` does): the share of captions whose units are the
 /// ones the image shows. Each completion is the best of `rerank`'s candidates where given.
 #[allow(clippy::too_many_arguments)]
 pub fn judge_completed(

@@ -33,6 +33,25 @@ pub fn check_candidates(candidates: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// The candidates per pair for `opts`: `requested`, else `default`, checked. Drawn greedily
+/// (the second part at temperature 0 or top-k 1), the candidates would all be one draw, so
+/// the default falls to 1 (no scorer needed) and a count above 1 is refused by name.
+pub fn candidates_for(requested: Option<usize>, default: usize, opts: &SampleOptions) -> Result<usize, Error> {
+    let greedy = opts.second_part_is_greedy();
+    let candidates = match requested {
+        Some(k) if greedy && k > 1 => {
+            return Err(Error::Options(format!(
+                "{k} candidates drawn greedily (temperature 0 or top-k 1) would all be the same: give a temperature above 0 or 1 candidate"
+            )));
+        }
+        Some(k) => k,
+        None if greedy => 1,
+        None => default,
+    };
+    check_candidates(candidates)?;
+    Ok(candidates)
+}
+
 /// What a scoring prior's log-likelihood is taken of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scored {
@@ -82,10 +101,12 @@ impl<'a> Rerank<'a> {
     }
 
     /// How many pairs' candidates are drawn together: as many as the packed prior takes at
-    /// once (half under guidance, whose twins double the rows), all of them without it.
-    pub fn pairs_per_chunk(&self, bundle: &Bundle, opts: &SampleOptions, n: usize) -> usize {
+    /// once (half under guidance, whose twins double the rows). The same on every backend,
+    /// packed or not: each chunk draws from a seed of its own, so a chunk size that followed
+    /// the backend would give other pairs for the same seed elsewhere.
+    pub fn pairs_per_chunk(&self, opts: &SampleOptions) -> usize {
         let rows = if opts.guidance != 1.0 { MAX_ROWS / 2 } else { MAX_ROWS };
-        if bundle.packed_prior.is_some() { (rows / self.candidates).max(1) } else { n.max(1) }
+        (rows / self.candidates).max(1)
     }
 
     /// The candidates' prefixes (each pair's first part, once per candidate) and options
@@ -114,14 +135,17 @@ impl<'a> Rerank<'a> {
     }
 
     /// Each pair's best candidate: the highest score of its group of `candidates`, ties to
-    /// the first drawn.
+    /// the first drawn; a score that is not a number ranks lowest (`total_cmp` alone would
+    /// rank a NaN above every real score).
     pub fn choose(&self, candidates: Vec<Vec<u32>>, scores: &[f32]) -> Vec<Vec<u32>> {
         let k = self.candidates;
+        let rank = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
         candidates
             .chunks(k)
             .zip(scores.chunks(k))
             .map(|(group, scores)| {
-                let best = (0..group.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)));
+                let best =
+                    (0..group.len()).max_by(|&a, &b| rank(scores[a]).total_cmp(&rank(scores[b])).then(b.cmp(&a)));
                 group[best.unwrap_or(0)].clone()
             })
             .collect()
@@ -226,7 +250,7 @@ impl Bundle {
             false => self.sample(&vec![given.prefix.clone(); n], first, opts, device),
         };
         let mut chosen = Vec::with_capacity(n);
-        for (chunk, firsts) in firsts.chunks(rerank.pairs_per_chunk(self, &opts, n)).enumerate() {
+        for (chunk, firsts) in firsts.chunks(rerank.pairs_per_chunk(&opts)).enumerate() {
             let (rows, opts) = rerank.candidate_rows(firsts, opts, chunk);
             let candidates = self.sample(&rows, length, opts, device);
             let (sequences, from) = rerank.scored_sequences(self, &candidates);
@@ -244,5 +268,33 @@ impl Bundle {
             Some(packed) => sample_completions(packed, prefixes, length, first, opts, device),
             None => sample_completions(&self.generator.prior, prefixes, length, first, opts, device),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_draws_take_one_candidate_and_refuse_more() {
+        let sampled = SampleOptions { temperature: 0.5, ..SampleOptions::default() };
+        assert_eq!(candidates_for(None, 8, &sampled).unwrap(), 8);
+        assert_eq!(candidates_for(Some(3), 8, &sampled).unwrap(), 3);
+        assert!(candidates_for(Some(0), 8, &sampled).is_err());
+        assert!(candidates_for(Some(65), 8, &sampled).is_err());
+        let greedy = [
+            SampleOptions { temperature: 0.0, ..sampled },
+            SampleOptions { top_k: 1, ..sampled },
+            SampleOptions { second_temperature: Some(0.0), ..sampled },
+        ];
+        for opts in greedy {
+            assert_eq!(candidates_for(None, 8, &opts).unwrap(), 1, "{opts:?}");
+            assert_eq!(candidates_for(Some(1), 8, &opts).unwrap(), 1);
+            let says = candidates_for(Some(8), 8, &opts).unwrap_err().to_string();
+            assert!(says.contains("8 candidates drawn greedily"), "{says}");
+        }
+        // only the second part's draws make the candidates differ
+        let first_greedy = SampleOptions { temperature: 0.0, second_temperature: Some(0.6), ..sampled };
+        assert_eq!(candidates_for(None, 8, &first_greedy).unwrap(), 8);
     }
 }

@@ -110,6 +110,12 @@ impl SampleOptions {
         SampleOptions { temperature: self.second_temperature.unwrap_or(self.temperature), ..*self }
     }
 
+    /// Whether the codes after the first part are drawn without chance (temperature 0 or
+    /// top-k 1): every draw from the same first part is then the same.
+    pub fn second_part_is_greedy(&self) -> bool {
+        self.second().temperature <= 0.0 || self.top_k == 1
+    }
+
     /// Rejects options that would quietly mean something else: a temperature or second
     /// temperature that is not a finite number ≥ 0 (0 is greedy), a guidance outside
     /// [0, 100], a top-p outside (0, 1].

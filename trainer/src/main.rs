@@ -23,7 +23,7 @@ use mxq::eval::judge::{Judge, Scores};
 use mxq::eval::protocol::{self, TestSplit};
 use mxq::sample::SampleOptions;
 use mxq::sample::conditional::{CAPTION_CANDIDATES, CAPTION_TEMPERATURE, Encoder, Given};
-use mxq::sample::rerank::{Rerank, Scored};
+use mxq::sample::rerank::{Rerank, Scored, candidates_for};
 use mxq::train::{
     self, ConfigSource, EpochMetrics, PriorSetup, Progress, Run, Schedule, Stage1Setup, StepReport, TrainOptions,
 };
@@ -198,13 +198,14 @@ struct EvalArgs {
     json: bool,
     #[command(flatten)]
     rerank: RerankArgs,
-    /// The temperature --captioner draws captions at (0 with --caption-candidates 1: greedy).
+    /// The temperature --captioner draws captions at (0: greedily, one candidate).
     #[arg(long, default_value_t = CAPTION_TEMPERATURE)]
     caption_temperature: f32,
     /// --captioner: each caption the best of this many, scored by --bundle (default: the
-    /// shipped demo bundle) as `mxq caption` scores them; 1: no reranking.
-    #[arg(long, default_value_t = CAPTION_CANDIDATES)]
-    caption_candidates: usize,
+    /// shipped demo bundle) as `mxq caption` scores them; 1: no reranking [default: 8
+    /// (CAPTION_CANDIDATES); 1 at --caption-temperature 0].
+    #[arg(long)]
+    caption_candidates: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -490,8 +491,8 @@ struct CaptionArgs {
     #[command(flatten)]
     encoder: EncoderArgs,
     /// The temperature the candidate captions are drawn at (image i from seed --seed + i;
-    /// with the fixed default seed an image gets the same caption every time; 0 with
-    /// --candidates 1: the most likely codes).
+    /// with the fixed default seed an image gets the same caption every time; 0: the most
+    /// likely codes, one candidate).
     #[arg(long, default_value_t = CAPTION_TEMPERATURE)]
     temperature: f32,
     #[arg(long, default_value_t = 0)]
@@ -503,6 +504,10 @@ struct CaptionArgs {
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
+
+/// What to do when the scoring bundle does not fit the drawing one.
+const SCORER_HINT: &str =
+    "choosing among candidates (--scorer names a bundle on the same stage 1; --candidates 1 chooses none)";
 
 /// Each pair the best of several candidates, by a second prior on the same stage 1.
 #[derive(Args)]
@@ -670,13 +675,13 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
     };
     warn_fitted(fitted, &pairs, &tokenizer);
     let data = PairSet::new(&pairs, &tokenizer);
+    // the images are held once: a copy per pair beside the set would double the memory
+    drop(pairs);
     eprintln!(
         "stage 1: {} pairs, vocab {}, preset {}, run {}",
         data.len(),
         tokenizer.vocab_size(),
         config.preset,
-    // the images are held once: a copy per pair beside the set would double the memory
-    drop(pairs);
         t.run.display()
     );
     let (mut on_step, mut on_epoch, bar) = reporters(opts.batch_size);
@@ -713,13 +718,13 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     let (pairs, fitted) = read_pairs_fitted(&t.data)?;
     warn_fitted(fitted, &pairs, &tokenizer);
     let data = PairSet::new(&pairs, &tokenizer);
+    // the images are held once: a copy per pair beside the set would double the memory
+    drop(pairs);
     // the codes are kept in prior/ between starts, named by the pairs and the stage-1 weights
     eprintln!("prior: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
     let (sequences, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &config)?;
     eprintln!(
         "prior: codes {} (kept in {})",
-    // the images are held once: a copy per pair beside the set would double the memory
-    drop(pairs);
         if kept { "read back, not encoded again" } else { "encoded" },
         run.prior_dir().display()
     );
@@ -822,9 +827,10 @@ fn generate(a: GenerateArgs) -> Result<()> {
         None => Given::default(),
     };
     bundle.check_given(&given)?;
-    let candidates = a.rerank.candidates.unwrap_or(1);
+    let candidates = candidates_for(a.rerank.candidates, 1, &opts)?;
     let scorer = a.rerank.scorer(&repo_path(CAPTIONER), candidates, &a.load, &device)?;
-    let rerank = scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::SecondPart)).transpose()?;
+    let rerank = scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::SecondPart)).transpose();
+    let rerank = rerank.context(SCORER_HINT)?;
     let mut out = mxq::data::PairWriter::create(&a.out, a.force)?;
     let mut grid = Vec::new();
     let started = std::time::Instant::now();
@@ -865,9 +871,10 @@ fn caption(a: CaptionArgs) -> Result<()> {
     // encoded before the scorer is read: a bundle that cannot caption is named as such
     let givens =
         images.iter().map(|image| bundle.given_image(&encoder, image, &device)).collect::<Result<Vec<_>, _>>()?;
-    let candidates = a.rerank.candidates.unwrap_or(CAPTION_CANDIDATES);
+    let candidates = candidates_for(a.rerank.candidates, CAPTION_CANDIDATES, &opts)?;
     let scorer = a.rerank.scorer(&repo_path(DEMO_BUNDLE), candidates, &a.load, &device)?;
-    let rerank = scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::WholePair)).transpose()?;
+    let rerank = scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::WholePair)).transpose();
+    let rerank = rerank.context(SCORER_HINT)?;
     let mut stdout = std::io::stdout().lock();
     for (i, (path, given)) in a.images.iter().zip(&givens).enumerate() {
         let opts = SampleOptions { seed: opts.seed.wrapping_add(i as u64), ..opts };
@@ -911,15 +918,14 @@ fn train_judge(a: JudgeArgs) -> Result<()> {
     Ok(())
 }
 
-/// `mxq eval --captioner`: the first --count test images captioned greedily, judged.
+/// `mxq eval --captioner`: the first --count test images captioned as `mxq caption` does, judged.
 fn judge_captioner(a: &EvalArgs, path: &Path, judge: &Judge, test: &TestSplit, device: &Device) -> Result<Scores> {
     let captioner = load_bundle(path, &a.load, device)?;
     let encoder = load_encoder(&captioner, &a.encoder.stage1, device)?;
     let opts = SampleOptions { temperature: a.caption_temperature, seed: a.sample.seed, ..SampleOptions::default() };
     opts.check()?;
     // captions are scored by the bundle under judgement where there is one, as `mxq caption` by the demo bundle
-    let candidates = a.caption_candidates;
-    mxq::sample::rerank::check_candidates(candidates)?;
+    let candidates = candidates_for(a.caption_candidates, CAPTION_CANDIDATES, &opts)?;
     let scorer = match (&a.bundle, candidates > 1) {
         (Some(bundle), true) => Some(load_bundle(bundle, &a.load, device).context("the --bundle, scoring captions")?),
         (None, true) => {
@@ -955,11 +961,15 @@ fn eval(a: EvalArgs) -> Result<()> {
                 Err(e) => return Err(e.into()),
             };
             // images are scored by --scorer, or the --captioner, or the shipped captioner
-            let candidates = a.rerank.candidates.unwrap_or(1);
+            let candidates = candidates_for(a.rerank.candidates, 1, &opts)?;
             let default_scorer = a.captioner.clone().unwrap_or_else(|| repo_path(CAPTIONER));
             let scorer = a.rerank.scorer(&default_scorer, candidates, &a.load, &device)?;
             let rerank =
                 scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::SecondPart)).transpose()?;
+            // captions first: what cannot score them fails the run before the longer parts
+            if let Some(captioner) = &a.captioner {
+                captioned = Some(judge_captioner(&a, captioner, &judge, &test, &device)?);
+            }
             if a.drawn {
                 let encoder = load_encoder(&bundle, &a.encoder.stage1, &device)?;
                 drawn = Some(protocol::judge_completed(
@@ -973,9 +983,6 @@ fn eval(a: EvalArgs) -> Result<()> {
                     &test,
                     &device,
                 )?);
-            }
-            if let Some(captioner) = &a.captioner {
-                captioned = Some(judge_captioner(&a, captioner, &judge, &test, &device)?);
             }
             let report = if whole {
                 Some(protocol::judge_bundle(

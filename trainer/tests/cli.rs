@@ -326,9 +326,14 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     let refused = caption_with("captioner.mxq", &[], &[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("not on this bundle's stage 1"), "{stderr}");
-    // one candidate at temperature 0: the most likely codes, no scorer read
-    let greedy = caption_with("captioner.mxq", &[], &["--candidates", "1", "--temperature", "0"]);
+    assert!(stderr.contains("--candidates 1 chooses none"), "the way out is named: {stderr}");
+    // at temperature 0 one candidate by default: the most likely codes, no scorer read
+    let greedy = caption_with("captioner.mxq", &[], &["--temperature", "0"]);
     assert!(greedy.status.success(), "{greedy:?}");
+    let same = caption_with("captioner.mxq", &[], &["--candidates", "1", "--temperature", "0"]);
+    assert_eq!(same.stdout, greedy.stdout);
+    let refused = caption("captioner.mxq", &["--candidates", "4", "--temperature", "0"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("drawn greedily"), "{refused:?}");
     let refused = caption("captioner.mxq", &["--candidates", "0"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("candidates 0 must be between 1 and 64"), "{refused:?}");
     let out = caption("captioner.mxq", &[]);

@@ -17,7 +17,7 @@ use burn::prelude::*;
 
 use crate::Error;
 use crate::bundle::Bundle;
-use crate::kernels::packed_prior::MAX_ROWS;
+use crate::kernels::packed_prior::{MAX_ROWS, PackedPrior};
 use crate::rng::{Rng, Stream};
 use crate::sample::conditional::Given;
 use crate::sample::sampler::{CachedPrior, SampleOptions, sample_completions};
@@ -224,10 +224,16 @@ impl Bundle {
     /// Scores `sequences` (this prior's order) from position `from` on: on the packed prior
     /// where it takes them all at once, else on burn's layers.
     pub fn score(&self, sequences: Vec<Vec<u32>>, from: usize, device: &Device) -> Vec<f32> {
-        match self.packed_for(sequences.len(), &SampleOptions { guidance: 1.0, ..SampleOptions::default() }) {
+        match self.packed_for_scoring(sequences.len()) {
             Some(packed) => score_codes(packed, sequences, from, device),
             None => score_codes(&self.generator.prior, sequences, from, device),
         }
+    }
+
+    /// The packed prior that scores `rows` sequences, where it gains: scoring runs the
+    /// prior as it is (no guidance twins). The page asks the same, so it chooses as natively.
+    pub fn packed_for_scoring(&self, rows: usize) -> Option<&PackedPrior> {
+        self.packed_for(rows, &SampleOptions { guidance: 1.0, ..SampleOptions::default() })
     }
 
     /// `n` code sequences (the prior's order) completing `given`: drawn as they are, or each

@@ -272,7 +272,7 @@ async fn score_any(
     sequences: Vec<Vec<u32>>,
     from: usize,
 ) -> Result<Vec<f32>, JsError> {
-    match bundle.packed_for(sequences.len(), &SampleOptions::default()) {
+    match bundle.packed_for_scoring(sequences.len()) {
         Some(packed) => score_codes(packed, device, sequences, from).await,
         None => score_codes(&bundle.generator.prior, device, sequences, from).await,
     }

@@ -526,9 +526,8 @@ struct RerankArgs {
 
 impl RerankArgs {
     /// The scoring bundle (`default` where --scorer was not given), loaded where there are
-    /// candidates to score.
+    /// candidates to score (`candidates`: from `candidates_for`, checked).
     fn scorer(&self, default: &Path, candidates: usize, load: &LoadArgs, device: &Device) -> Result<Option<Bundle>> {
-        mxq::sample::rerank::check_candidates(candidates)?;
         if candidates == 1 {
             return Ok(None);
         }
@@ -964,9 +963,9 @@ fn eval(a: EvalArgs) -> Result<()> {
             let candidates = candidates_for(a.rerank.candidates, 1, &opts)?;
             let default_scorer = a.captioner.clone().unwrap_or_else(|| repo_path(CAPTIONER));
             let scorer = a.rerank.scorer(&default_scorer, candidates, &a.load, &device)?;
-            let rerank =
-                scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::SecondPart)).transpose()?;
-            // captions first: what cannot score them fails the run before the longer parts
+            let rerank = scorer.as_ref().map(|s| Rerank::new(&bundle, s, candidates, Scored::SecondPart)).transpose();
+            let rerank = rerank.context(SCORER_HINT)?;
+            // captions first: a bundle that cannot score them fails the run before anything is drawn
             if let Some(captioner) = &a.captioner {
                 captioned = Some(judge_captioner(&a, captioner, &judge, &test, &device)?);
             }

@@ -165,14 +165,24 @@ impl MxqVae {
     }
 }
 
+impl DecodedPair {
+    /// How far this is from the pair `targets`: image MSE and token cross-entropy, each a
+    /// `[1]` tensor.
+    pub fn reconstruction_loss(&self, targets: Batch) -> (Tensor<1>, Tensor<1>) {
+        let Batch { images, tokens } = targets;
+        let image_mse = (self.image.clone() - images).powf_scalar(2.0).mean();
+        let [batch, length, vocab] = self.logits.dims();
+        // Padding is a target too (unlike the authors' ignore_index): the decoder must say
+        // where the caption ends, since generated captions have no other end marker.
+        let ce = CrossEntropyLossConfig::new().init(&self.logits.device());
+        let text_ce =
+            ce.forward(self.logits.clone().reshape([batch * length, vocab]), tokens.reshape([batch * length]));
+        (image_mse, text_ce)
+    }
+}
+
 fn stage1_loss(decoded: &DecodedPair, q: &Quantized, targets: Batch, beta: f64) -> Stage1Loss {
-    let Batch { images, tokens } = targets;
-    let image_mse = (decoded.image.clone() - images).powf_scalar(2.0).mean();
-    let [batch, length, vocab] = decoded.logits.dims();
-    // Padding is a target too (unlike the authors' ignore_index): the decoder must say
-    // where the caption ends, since generated captions have no other end marker.
-    let ce = CrossEntropyLossConfig::new().init(&decoded.logits.device());
-    let text_ce = ce.forward(decoded.logits.clone().reshape([batch * length, vocab]), tokens.reshape([batch * length]));
+    let (image_mse, text_ce) = decoded.reconstruction_loss(targets);
     let total = image_mse.clone() + text_ce.clone() + q.codebook_loss.clone() + q.commitment_loss.clone() * beta;
     Stage1Loss { total, image_mse, text_ce, codebook: q.codebook_loss.clone(), commitment: q.commitment_loss.clone() }
 }

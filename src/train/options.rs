@@ -47,6 +47,11 @@ pub struct TrainOptions {
     /// gradient with the codebook loss instead (the original VQ-VAE).
     #[serde(default)]
     pub codebook_decay: f64,
+    /// Decoders (`mxq train decoders`): the share of codes swapped for the code another pair
+    /// of the batch has at the same position, so the decoders learn to read codes a prior
+    /// drew imperfectly (0 in runs recorded before it existed).
+    #[serde(default)]
+    pub code_noise: f64,
 }
 
 impl Default for TrainOptions {
@@ -65,6 +70,7 @@ impl Default for TrainOptions {
             codebook_from_data: true,
             restart_dead_every: 100,
             codebook_decay: 0.99,
+            code_noise: 0.0,
         }
     }
 }

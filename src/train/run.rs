@@ -1,5 +1,5 @@
 //! A run folder: `tokenizer.json`, `stage1/` and `prior/` (each a checkpoint with its
-//! metrics), and what starts or continues a stage in it — the tokenizer trained on the
+//! metrics; `decoders/` too where stage 1's decoder half was fine-tuned), and what starts or continues a stage in it — the tokenizer trained on the
 //! captions, the config from a preset or file with its variant and the tokenizer's
 //! vocabulary, the checks that a run is new or resumed as asked.
 
@@ -16,7 +16,7 @@ use crate::error::write_atomic;
 use crate::model::mxq_vae::MxqVae;
 use crate::model::prior::Prior;
 use crate::train::checkpoint::{Checkpoint, TrainState};
-use crate::train::{prior, stage1};
+use crate::train::{decoders, prior, stage1};
 
 /// Where a run's config comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +83,10 @@ impl Run {
     }
     pub fn prior_dir(&self) -> PathBuf {
         self.dir.join("prior")
+    }
+    /// Stage 1's decoder half fine-tuned on frozen codes (`mxq train decoders`).
+    pub fn decoders_dir(&self) -> PathBuf {
+        self.dir.join("decoders")
     }
     pub fn tokenizer_path(&self) -> PathBuf {
         self.dir.join("tokenizer.json")
@@ -207,8 +211,20 @@ impl Run {
         Ok((config, bundle.generator.prior))
     }
 
-    /// The trained stage 1 (inference mode) and its checkpoint state.
+    /// The run's stage 1 (inference mode) and its checkpoint state: `stage1/`, its decoder
+    /// half from `decoders/` where one was fine-tuned there (the encoders and codebook are
+    /// `stage1/`'s either way, so the codes are the same).
     pub fn stage1(&self, device: &Device) -> Result<(MxqVae, TrainState), Error> {
+        let (mut vae, state) = self.trained_stage1(device)?;
+        if Checkpoint::new(self.decoders_dir()).exists() {
+            vae.decoder = decoders::load_decoders(&self.decoders_dir(), &state, device)?;
+        }
+        Ok((vae, state))
+    }
+
+    /// Stage 1 as `stage1/` holds it, without fine-tuned decoders: what `mxq train decoders`
+    /// starts from and encodes with.
+    pub fn trained_stage1(&self, device: &Device) -> Result<(MxqVae, TrainState), Error> {
         stage1::load_stage1(&self.stage1_dir(), device)
     }
 
@@ -290,5 +306,19 @@ impl Run {
         }
         let tokenizer = Self::tokenizer(&state)?;
         Ok((Generator { decoder: vae.decoder, prior }, prior_state.config, tokenizer))
+    }
+
+    /// [`Run::generator`] with `bundle`'s prior instead of the run's `prior/`: a bundle
+    /// exported again with this run's decoders (fine-tuned ones, say). Refused where the
+    /// bundle's prior was trained on another stage 1 ([`Run::prior_from`]).
+    pub fn generator_with(
+        &self,
+        bundle: Bundle,
+        device: &Device,
+    ) -> Result<(Generator, MxqConfig, CaptionTokenizer), Error> {
+        let (vae, state) = self.stage1(device)?;
+        let (config, prior) = self.prior_from(bundle, &vae, &state, &PriorSetup::default())?;
+        let tokenizer = Self::tokenizer(&state)?;
+        Ok((Generator { decoder: vae.decoder, prior }, config, tokenizer))
     }
 }

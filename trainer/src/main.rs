@@ -247,6 +247,11 @@ enum TrainCommand {
     Stage1(Stage1Args),
     /// Stage 2: the prior over the codes of a trained stage 1 (in the same run folder).
     Prior(PriorArgs),
+    /// Stage 1's decoder half (cross maps, both decoders) fine-tuned on the codes of whole
+    /// pairs, the encoders and codebook frozen: the codes stay the same, so a prior trained on
+    /// them stays valid (`mxq export --prior` ships one with the new decoders). Written to the
+    /// run's decoders/, which the run's stage 1 then uses (export, eval, import files).
+    Decoders(DecodersArgs),
     /// The judge's digit classifier, on the train digits only; reports test-digit accuracy.
     Judge(JudgeArgs),
 }
@@ -368,6 +373,17 @@ struct Stage1Args {
 }
 
 #[derive(Args)]
+struct DecodersArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// The share of codes swapped, each step, for the code another pair of the batch has at
+    /// the same position: decoders that read a prior's imperfect draws [default: 0; a
+    /// --resume: the run's].
+    #[arg(long)]
+    code_noise: Option<f64>,
+}
+
+#[derive(Args)]
 struct PriorArgs {
     #[command(flatten)]
     train: TrainArgs,
@@ -424,6 +440,11 @@ struct ExportArgs {
     /// record) instead of a bundle: `mxq import` starts other runs from it.
     #[arg(long)]
     stage1: bool,
+    /// Ship this bundle's prior (and its config) with the run's decoders instead of the run's
+    /// prior/: a bundle exported again after `mxq train decoders`. It must be a prior of the
+    /// run's stage 1 (checked: config, tokenizer, codebook).
+    #[arg(long, conflicts_with_all = ["stage1", "encoder"])]
+    prior: Option<PathBuf>,
     /// Write stage 1's encode half alone (encoders, codebook, config, tokenizer): the
     /// `--stage1` file of `mxq caption` and `mxq generate --caption`, and the page's, in half
     /// the bytes of a stage-1 file.
@@ -577,6 +598,7 @@ impl Command {
         match self {
             Self::Train(TrainCommand::Stage1(a)) => a.train.device.device,
             Self::Train(TrainCommand::Prior(a)) => a.train.device.device,
+            Self::Train(TrainCommand::Decoders(a)) => a.train.device.device,
             Self::Generate(a) => a.device.device,
             Self::Caption(a) => a.device.device,
             Self::Eval(a) => a.device.device,
@@ -591,6 +613,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(DataCommand::CaptionMnist(a)) => data_caption_mnist(a),
         Command::Train(TrainCommand::Stage1(a)) => train_stage1(a),
         Command::Train(TrainCommand::Prior(a)) => train_prior(a),
+        Command::Train(TrainCommand::Decoders(a)) => train_decoders(a),
         Command::Train(TrainCommand::Judge(a)) => train_judge(a),
         Command::Export(a) => export(a),
         Command::Import(a) => import(a),
@@ -736,6 +759,39 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     Ok(())
 }
 
+fn train_decoders(a: DecodersArgs) -> Result<()> {
+    let t = &a.train;
+    let run = Run::new(&t.run);
+    Run::check_resume(&run.decoders_dir(), t.resume)?;
+    let device = t.device.start()?;
+    let (vae, state) = run.trained_stage1(&device)?;
+    let tokenizer = Run::tokenizer(&state)?;
+    let (pairs, fitted) = read_pairs_fitted(&t.data)?;
+    warn_fitted(fitted, &pairs, &tokenizer);
+    let data = PairSet::new(&pairs, &tokenizer);
+    // the images are held once: a copy per pair beside the set would double the memory
+    drop(pairs);
+    // whole pairs' codes, as a whole-pair prior's: kept in decoders/ between starts
+    let mut whole = state.config.clone();
+    whole.prior.conditional = false;
+    eprintln!("decoders: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
+    let (codes, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.decoders_dir(), &whole)?;
+    eprintln!("decoders: codes {}", if kept { "read back, not encoded again" } else { "encoded" });
+    let base = t.base(&run.decoders_dir())?;
+    let code_noise = a.code_noise.unwrap_or(base.code_noise);
+    if !(0.0..1.0).contains(&code_noise) {
+        bail!("--code-noise {code_noise}: a share from 0 up to (not including) 1");
+    }
+    let options = TrainOptions { code_noise, ..t.options_over(base) };
+    let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
+    let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
+    let device = device.autodiff();
+    let dir = run.decoders_dir();
+    train::train_decoders(&dir, &state.config, &tokenizer, &data, &codes, &options, vae.decoder, &device, progress)?;
+    bar.finish();
+    Ok(())
+}
+
 /// Says how many training pairs were changed to fit the models (resized or converted
 /// images, captions cut to the tokenizer's length), where any were.
 fn warn_fitted(fitted: Fitted, pairs: &[Pair], tokenizer: &CaptionTokenizer) {
@@ -785,7 +841,14 @@ fn export(a: ExportArgs) -> Result<()> {
     } else if a.encoder {
         Run::new(&a.run).export_encoder(precision, &mxq::cpu())?
     } else {
-        let (generator, config, tokenizer) = Run::new(&a.run).generator(&mxq::cpu())?;
+        let run = Run::new(&a.run);
+        let (generator, config, tokenizer) = match &a.prior {
+            Some(path) => {
+                let bundle = load_bundle(path, &LoadArgs { no_packed_kernels: true }, &mxq::cpu())?;
+                run.generator_with(bundle, &mxq::cpu())?
+            }
+            None => run.generator(&mxq::cpu())?,
+        };
         bundle::export(&generator, &config, &tokenizer, precision)?
     };
     mxq::error::write_atomic(&a.out, &bytes)?;

@@ -384,6 +384,38 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("back/prior/state.json")).unwrap()).unwrap();
     assert!(state["config"]["prior"].get("conditional").is_none(), "{state}");
 
+    // stage 1's decoders fine-tuned on frozen codes: the codes stay, so a bundle's prior ships
+    // with them (`export --prior`). Re-exported with the run's own decoders, the bundle samples
+    // exactly its pairs; with the fine-tuned ones, the same codes decode to other images.
+    let listing = |bundle: &str| std::fs::read_to_string(tmp.path().join(format!("{bundle}.gen/pairs.jsonl"))).unwrap();
+    let images = |dir: &str| -> Vec<Vec<u8>> {
+        (0..3).map(|i| std::fs::read(tmp.path().join(format!("{dir}/{i:05}.png"))).unwrap()).collect()
+    };
+    ok(&["export", "--run", &p("run"), "--prior", &p("tiny.mxq"), "--out", &p("again.mxq")]);
+    ok(&["generate", "--bundle", &p("again.mxq"), "--count", "3", "--seed", "4", "--out", &p("again.mxq.gen")]);
+    assert_eq!(listing("again.mxq"), listing("tiny.mxq"), "a bundle re-exported with its own decoders");
+    assert_eq!(images("again.mxq.gen"), images("tiny.mxq.gen"));
+    let (fine, steps) = (p("fine"), ["--batch-size", "16", "--max-steps", "2", "--lr", "0.01", "--warmup-steps", "0"]);
+    let decoders = ["train", "decoders", "--data", &train, "--run", &fine];
+    ok(&[&decoders[..], &steps].concat());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("fine/decoders/state.json")).unwrap()).unwrap();
+    assert_eq!((state["stage"].as_str(), state["step"].as_u64()), (Some("decoders"), Some(2)), "{state}");
+    let again = mxq(&[&decoders[..], &steps].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"), "{again:?}");
+    ok(&["export", "--run", &fine, "--prior", &p("tiny.mxq"), "--out", &p("decoded.mxq")]);
+    ok(&["generate", "--bundle", &p("decoded.mxq"), "--count", "3", "--seed", "4", "--out", &p("decoded.mxq.gen")]);
+    assert_ne!(images("decoded.mxq.gen"), images("tiny.mxq.gen"), "the fine-tuned decoders are the bundle's");
+    // the run's stage 1 is the fine-tuned one from now on: its stage-1 file carries them
+    ok(&["export", "--run", &fine, "--stage1", "--f32", "--out", &p("fine-stage1.mxq")]);
+    ok(&["import", "--stage1", &p("fine-stage1.mxq"), "--run", &p("refined")]);
+    ok(&["export", "--run", &p("refined"), "--prior", &p("tiny.mxq"), "--out", &p("refined.mxq")]);
+    ok(&["generate", "--bundle", &p("refined.mxq"), "--count", "3", "--seed", "4", "--out", &p("refined.mxq.gen")]);
+    assert_eq!(images("refined.mxq.gen"), images("decoded.mxq.gen"));
+    // a prior of another stage 1 is refused by name
+    let other = mxq(&["export", "--run", &p("sep"), "--prior", &p("tiny.mxq"), "--out", &p("x.mxq")].map(String::from));
+    assert!(!other.status.success() && String::from_utf8_lossy(&other.stderr).contains("another stage 1"), "{other:?}");
+
     // the stage-1 ceiling alone, as a table
     let table = ok(&["eval", "--run", &p("run"), "--count", "8"]);
     assert!(

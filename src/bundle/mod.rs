@@ -142,7 +142,9 @@ impl Bundle {
         let mean = |v: &mut dyn Iterator<Item = f32>| v.sum::<f32>() / ours.len().max(1) as f32;
         let scale = mean(&mut ours.iter().map(|v| v.abs())).max(f32::MIN_POSITIVE);
         let difference = mean(&mut ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()));
-        if ours.len() != theirs.len() || !(difference <= SAME_CODEBOOK * scale) {
+        // a NaN difference (a NaN in either codebook) is no match
+        let close = difference.partial_cmp(&(SAME_CODEBOOK * scale)).is_some_and(|o| o.is_le());
+        if ours.len() != theirs.len() || !close {
             return Err("the codebook");
         }
         Ok(())

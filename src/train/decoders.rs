@@ -42,7 +42,7 @@ impl<'a> DecoderStep<'a> {
 /// code another sequence of the batch has at the same position (a code that occurs there,
 /// so the noise looks like a wrong draw rather than an unused code).
 pub fn swapped_codes(codes: &CodeSequences, batch: &[usize], share: f64, rng: &mut Rng) -> Vec<i64> {
-    let mut flat: Vec<i64> = batch.iter().flat_map(|&i| codes.get(i).iter().map(|&c| c as i64)).collect();
+    let mut flat = codes.rows(batch);
     if share > 0.0 && batch.len() > 1 {
         let length = codes.length;
         for row in 0..batch.len() {
@@ -61,7 +61,7 @@ impl Stage<MxqDecoder> for DecoderStep<'_> {
     const NAME: &'static str = "decoders";
 
     fn items(&self) -> usize {
-        self.data.len().min(self.codes.len())
+        self.data.len() // train_decoders checks there are as many code sequences
     }
 
     fn step(
@@ -145,7 +145,7 @@ mod tests {
         let codes =
             CodeSequences { codes: (0..6u32).flat_map(|i| (0..80).map(move |at| 100 * i + at)).collect(), length: 80 };
         let batch = [5, 2, 0, 3];
-        let plain: Vec<i64> = batch.iter().flat_map(|&i| codes.get(i).iter().map(|&c| c as i64)).collect();
+        let plain = codes.rows(&batch);
         assert_eq!(swapped_codes(&codes, &batch, 0.0, &mut Rng::new(1, Stream::Test(0))), plain);
         let noisy = swapped_codes(&codes, &batch, 0.25, &mut Rng::new(1, Stream::Test(0)));
         let swapped = noisy.iter().zip(&plain).filter(|(n, p)| n != p).count();

@@ -38,6 +38,10 @@ impl CodeSequences {
     pub fn get(&self, i: usize) -> &[u32] {
         &self.codes[i * self.length..(i + 1) * self.length]
     }
+    /// Sequences `ids`, back to back, as a tensor's values.
+    pub fn rows(&self, ids: &[usize]) -> Vec<i64> {
+        ids.iter().flat_map(|&i| self.get(i).iter().map(|&c| c as i64)).collect()
+    }
     /// The same sequences (stage 1's order) in the order `config`'s prior models them.
     pub fn in_prior_order(&self, config: &MxqConfig) -> Self {
         let codes = self.codes.chunks(self.length.max(1)).flat_map(|s| config.to_prior_order(s)).collect();
@@ -204,7 +208,7 @@ impl Stage<Prior> for PriorStep<'_> {
         batch: &[usize],
         step: usize,
     ) -> (Prior, StepMetrics) {
-        let flat: Vec<i64> = batch.iter().flat_map(|&i| self.sequences.get(i).iter().map(|&c| c as i64)).collect();
+        let flat = self.sequences.rows(batch);
         let sequences =
             Tensor::<2, Int>::from_data(TensorData::new(flat, [batch.len(), self.sequences.length]), &self.device);
         let hidden: Vec<bool> = match self.hide {

@@ -247,13 +247,18 @@ fn a_conditional_prior_trains_on_the_codes_captioning_gives_it_and_draws_no_whol
     let data = mxq::data::batch::PairSet::new(&pairs, &tok);
     let whole = mxq::train::encode_sequences(&vae, &data, 8, &device);
     let trained = mxq::train::encode_for_prior(&vae, &data, 8, &device, &cfg);
+    // what `mxq train decoders --given image` reads: every code from the image alone
+    let alone = mxq::train::encode_alone(&vae, &data, 8, &device, mxq::data::masking::Half::Image);
     for (i, pair) in pairs.iter().enumerate() {
         // the image codes it learns from are those `mxq caption` gives it for the image;
         // the caption codes, the whole pair's, which decode to the caption
         let given = bundle.given_image(&encoder, &pair.image, &device).unwrap();
         assert_eq!(&trained.get(i)[..image], &given.prefix[..], "pair {i}");
         assert_eq!(&trained.get(i)[image..], &whole.get(i)[image..], "pair {i}");
+        assert_eq!((&alone.get(i)[..image], alone.get(i).len()), (&given.prefix[..], n), "pair {i}");
     }
+    let masked = (0..pairs.len()).filter(|&i| alone.get(i)[image..] != whole.get(i)[image..]).count();
+    assert!(masked > 0, "the masked caption's codes are not the caption's");
     let differ = (0..pairs.len()).filter(|&i| trained.get(i)[..image] != whole.get(i)[..image]).count();
     assert!(differ > 0, "the caption moves some image codes, so the check above can fail");
     let mut plain = cfg.clone();

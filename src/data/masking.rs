@@ -32,11 +32,13 @@ pub fn mask_batch(images: &mut [f32], tokens: &mut [u32], length: usize, masking
 }
 
 /// One half of a pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Half {
     Image,
     Caption,
 }
+crate::config::serde_names!(Half, "a half", "image, caption");
 
 /// Masks a modality entirely, as a conditional mode gives the encoder a pair with one half
 /// unknown: every pixel of `image` zeroed (as a masked patch is), every position of

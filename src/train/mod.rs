@@ -17,6 +17,8 @@ pub use decoders::{DecoderStep, train_decoders};
 pub use fit::{Progress, Stage};
 pub use metrics::{EpochMetrics, StepReport};
 pub use options::{Schedule, TrainOptions};
-pub use prior::{CodeSequences, PriorStep, encode_for_prior, encode_sequences, encode_sequences_kept, train_prior};
+pub use prior::{
+    CodeSequences, PriorStep, encode_alone, encode_for_prior, encode_sequences, encode_sequences_kept, train_prior,
+};
 pub use run::{ConfigSource, PriorSetup, Run, Stage1Setup};
 pub use stage1::{Stage1Step, train_stage1};

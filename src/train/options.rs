@@ -4,6 +4,8 @@
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use serde::{Deserialize, Serialize};
 
+use crate::data::masking::Half;
+
 /// How the learning rate moves after the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -52,6 +54,10 @@ pub struct TrainOptions {
     /// drew imperfectly (0 in runs recorded before it existed).
     #[serde(default)]
     pub code_noise: f64,
+    /// Decoders: trained on the codes of this half alone (the other masked entirely, as the
+    /// conditional modes encode), to give back the whole pair; `None`, whole pairs' codes.
+    #[serde(default)]
+    pub given: Option<Half>,
 }
 
 impl Default for TrainOptions {
@@ -71,6 +77,7 @@ impl Default for TrainOptions {
             restart_dead_every: 100,
             codebook_decay: 0.99,
             code_noise: 0.0,
+            given: None,
         }
     }
 }

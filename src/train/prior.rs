@@ -82,6 +82,16 @@ pub fn encode_for_prior(
     whole
 }
 
+/// Encodes every pair from `half` alone, the other half masked entirely: the codes the
+/// conditional modes start from, at every position.
+pub fn encode_alone(vae: &MxqVae, data: &PairSet, batch: usize, device: &Device, half: Half) -> CodeSequences {
+    let without = match half {
+        Half::Image => Half::Caption,
+        Half::Caption => Half::Image,
+    };
+    encode_with(vae, data, batch, |ids| data.batch_without(ids, without, device))
+}
+
 fn encode_with(vae: &MxqVae, data: &PairSet, batch: usize, make: impl Fn(&[usize]) -> Batch + Sync) -> CodeSequences {
     let ids: Vec<usize> = (0..data.len()).collect();
     let codes: Vec<u32> = crate::on_cpu_pool(|| {
@@ -107,8 +117,10 @@ fn encode_with(vae: &MxqVae, data: &PairSet, batch: usize, make: impl Fn(&[usize
 /// a checkpoint file's bytes, which hold burn's random parameter ids, so two imports of one
 /// stage-1 file name the same codes and a codes file can be carried to another run), so
 /// other pairs or another stage 1 never meet it. A file that does not fit (size, a code
-/// outside the codebook) is encoded again and replaced. Returns the sequences and whether
-/// they came from the file.
+/// outside the codebook) is encoded again and replaced. With `alone`, every code is instead
+/// that of the pair with the other half masked entirely ([`encode_alone`]; another file).
+/// Returns the sequences and whether they came from the file.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_sequences_kept(
     vae: &MxqVae,
     data: &PairSet,
@@ -116,6 +128,7 @@ pub fn encode_sequences_kept(
     device: &Device,
     dir: &Path,
     config: &MxqConfig,
+    alone: Option<Half>,
 ) -> Result<(CodeSequences, bool), Error> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -127,6 +140,9 @@ pub fn encode_sequences_kept(
     if config.prior.conditional {
         // other codes than a whole-pair run's: another file (earlier files keep their names)
         h.update(format!("conditional {}", config.prior.order).as_bytes());
+    }
+    if let Some(half) = alone {
+        h.update(format!("{half} alone").as_bytes());
     }
     h.update((data.len() as u64).to_le_bytes());
     h.update((data.length as u64).to_le_bytes());
@@ -149,7 +165,10 @@ pub fn encode_sequences_kept(
             return Ok((CodeSequences { codes, length }, true));
         }
     }
-    let sequences = encode_for_prior(vae, data, batch, device, config);
+    let sequences = match alone {
+        Some(half) => encode_alone(vae, data, batch, device, half),
+        None => encode_for_prior(vae, data, batch, device, config),
+    };
     let bytes: Vec<u8> = sequences.codes.iter().flat_map(|c| c.to_le_bytes()).collect();
     crate::error::write_atomic(&path, &bytes)?;
     Ok((sequences, false))

@@ -381,6 +381,12 @@ struct DecodersArgs {
     /// --resume: the run's].
     #[arg(long)]
     code_noise: Option<f64>,
+    /// Train on the codes of this half alone (`image` or `caption`), the other masked entirely
+    /// as the conditional modes encode it, to give back the whole pair: `image` makes decoders
+    /// that read a caption straight from an image's codes [default: whole pairs' codes; a
+    /// --resume: the run's].
+    #[arg(long)]
+    given: Option<Half>,
 }
 
 #[derive(Args)]
@@ -744,7 +750,7 @@ fn train_prior(a: PriorArgs) -> Result<()> {
     drop(pairs);
     // the codes are kept in prior/ between starts, named by the pairs and the stage-1 weights
     eprintln!("prior: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
-    let (sequences, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &config)?;
+    let (sequences, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.prior_dir(), &config, None)?;
     eprintln!(
         "prior: codes {} (kept in {})",
         if kept { "read back, not encoded again" } else { "encoded" },
@@ -771,18 +777,20 @@ fn train_decoders(a: DecodersArgs) -> Result<()> {
     let data = PairSet::new(&pairs, &tokenizer);
     // the images are held once: a copy per pair beside the set would double the memory
     drop(pairs);
-    // whole pairs' codes, as a whole-pair prior's: kept in decoders/ between starts
-    let mut whole = state.config.clone();
-    whole.prior.conditional = false;
-    eprintln!("decoders: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
-    let (codes, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.decoders_dir(), &whole)?;
-    eprintln!("decoders: codes {}", if kept { "read back, not encoded again" } else { "encoded" });
     let base = t.base(&run.decoders_dir())?;
     let code_noise = a.code_noise.unwrap_or(base.code_noise);
     if !(0.0..1.0).contains(&code_noise) {
         bail!("--code-noise {code_noise}: a share from 0 up to (not including) 1");
     }
-    let options = TrainOptions { code_noise, ..t.options_over(base) };
+    let given = a.given.or(base.given);
+    let options = TrainOptions { code_noise, given, ..t.options_over(base) };
+    // whole pairs' codes, as a whole-pair prior's (or one half's alone): kept in decoders/
+    // between starts
+    let mut whole = state.config.clone();
+    whole.prior.conditional = false;
+    eprintln!("decoders: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
+    let (codes, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.decoders_dir(), &whole, given)?;
+    eprintln!("decoders: codes {}", if kept { "read back, not encoded again" } else { "encoded" });
     let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
     let device = device.autodiff();

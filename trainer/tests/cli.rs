@@ -412,6 +412,30 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     ok(&["export", "--run", &p("refined"), "--prior", &p("tiny.mxq"), "--out", &p("refined.mxq")]);
     ok(&["generate", "--bundle", &p("refined.mxq"), "--count", "3", "--seed", "4", "--out", &p("refined.mxq.gen")]);
     assert_eq!(images("refined.mxq.gen"), images("decoded.mxq.gen"));
+    // decoders trained on one half's codes alone: recorded, kept to on a resume, and their
+    // codes are another file than the whole pairs'
+    let read = p("read");
+    ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &read]);
+    let given = ["train", "decoders", "--data", &train, "--run", &read, "--given", "image"];
+    ok(&[&given[..], &steps].concat());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("read/decoders/state.json")).unwrap()).unwrap();
+    assert_eq!(state["options"]["given"].as_str(), Some("image"), "{state}");
+    let codes_file = |run: &str| -> Vec<String> {
+        let names = std::fs::read_dir(tmp.path().join(run).join("decoders")).unwrap();
+        names
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("codes-"))
+            .collect()
+    };
+    assert_eq!((codes_file("read").len(), codes_file("fine").len()), (1, 1));
+    assert_ne!(codes_file("read"), codes_file("fine"), "the image alone's codes are not the whole pairs'");
+    let flip =
+        ["train", "decoders", "--data", &train, "--run", &read, "--resume", "--given", "caption", "--max-steps", "3"];
+    let flip = mxq(&flip.map(String::from));
+    assert!(!flip.status.success() && String::from_utf8_lossy(&flip.stderr).contains("given"), "{flip:?}");
+    let bad = mxq(&["train", "decoders", "--data", &train, "--run", &p("bad"), "--given", "both"].map(String::from));
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("image, caption"), "{bad:?}");
     // a prior of another stage 1 is refused by name
     let other = mxq(&["export", "--run", &p("sep"), "--prior", &p("tiny.mxq"), "--out", &p("x.mxq")].map(String::from));
     assert!(!other.status.success() && String::from_utf8_lossy(&other.stderr).contains("another stage 1"), "{other:?}");

@@ -52,6 +52,27 @@ pub struct Progress<'a> {
     pub on_epoch: &'a mut dyn FnMut(&EpochMetrics),
 }
 
+/// The error a start gives when `ckpt` holds another stage's checkpoint, or one whose
+/// options `options` would change beyond what a resume may ([`TrainOptions::resume_differences`]);
+/// nothing to check where no checkpoint is yet. [`start_state`] checks it; a caller with
+/// minutes of work to do before that (encoding codes that depend on the options) checks first.
+pub fn check_resume(ckpt: &Checkpoint, stage: &str, options: &TrainOptions) -> Result<(), Error> {
+    if !ckpt.exists() {
+        return Ok(());
+    }
+    let state = ckpt.state()?;
+    if state.stage != stage {
+        return Err(ckpt.bad(format!("holds a {} checkpoint, not {stage}", state.stage)));
+    }
+    let differences = options.resume_differences(&state.options);
+    if !differences.is_empty() {
+        return Err(
+            ckpt.bad(format!("a resume keeps the run's training options; asked to change {}", differences.join(", ")))
+        );
+    }
+    Ok(())
+}
+
 /// A fresh state, or the checkpoint's when one exists in `ckpt`: the run then resumes with
 /// the checkpoint's config, tokenizer and options; `options` may change only what
 /// [`TrainOptions::resume_differences`] allows (anything else is an error naming it).
@@ -63,17 +84,8 @@ pub(crate) fn start_state(
     options: &TrainOptions,
 ) -> Result<(TrainState, bool), Error> {
     if ckpt.exists() {
+        check_resume(ckpt, stage, options)?;
         let mut state = ckpt.state()?;
-        if state.stage != stage {
-            return Err(ckpt.bad(format!("holds a {} checkpoint, not {stage}", state.stage)));
-        }
-        let differences = options.resume_differences(&state.options);
-        if !differences.is_empty() {
-            return Err(ckpt.bad(format!(
-                "a resume keeps the run's training options; asked to change {}",
-                differences.join(", ")
-            )));
-        }
         state.options.epochs = options.epochs;
         state.options.max_steps = options.max_steps;
         state.options.checkpoint_every = options.checkpoint_every;

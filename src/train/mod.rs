@@ -14,7 +14,7 @@ pub mod stage1;
 
 pub use checkpoint::{Checkpoint, TrainState};
 pub use decoders::{DecoderStep, train_decoders};
-pub use fit::{Progress, Stage};
+pub use fit::{Progress, Stage, check_resume};
 pub use metrics::{EpochMetrics, StepReport};
 pub use options::{Schedule, TrainOptions};
 pub use prior::{

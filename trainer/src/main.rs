@@ -784,17 +784,20 @@ fn train_decoders(a: DecodersArgs) -> Result<()> {
     }
     let given = a.given.or(base.given);
     let options = TrainOptions { code_noise, given, ..t.options_over(base) };
+    // --given decides which codes are encoded: a resume that would be refused is refused
+    // before minutes of encoding, not after
+    let dir = run.decoders_dir();
+    train::check_resume(&mxq::train::Checkpoint::new(&dir), <train::DecoderStep as train::Stage<_>>::NAME, &options)?;
     // whole pairs' codes, as a whole-pair prior's (or one half's alone): kept in decoders/
     // between starts
     let mut whole = state.config.clone();
     whole.prior.conditional = false;
     eprintln!("decoders: {} pairs: their codes from an earlier start, or encoded with the frozen stage 1", data.len());
-    let (codes, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &run.decoders_dir(), &whole, given)?;
+    let (codes, kept) = train::encode_sequences_kept(&vae, &data, 64, &device, &dir, &whole, given)?;
     eprintln!("decoders: codes {}", if kept { "read back, not encoded again" } else { "encoded" });
     let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
     let device = device.autodiff();
-    let dir = run.decoders_dir();
     train::train_decoders(&dir, &state.config, &tokenizer, &data, &codes, &options, vae.decoder, &device, progress)?;
     bar.finish();
     Ok(())

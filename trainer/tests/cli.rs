@@ -434,6 +434,7 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
         ["train", "decoders", "--data", &train, "--run", &read, "--resume", "--given", "caption", "--max-steps", "3"];
     let flip = mxq(&flip.map(String::from));
     assert!(!flip.status.success() && String::from_utf8_lossy(&flip.stderr).contains("given"), "{flip:?}");
+    assert_eq!(codes_file("read").len(), 1, "a refused resume encodes no codes for the other half");
     let bad = mxq(&["train", "decoders", "--data", &train, "--run", &p("bad"), "--given", "both"].map(String::from));
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("image, caption"), "{bad:?}");
     // a prior of another stage 1 is refused by name

@@ -8,10 +8,13 @@ use common::{prior_losses, stage1_steps, tiny_options, tiny_run};
 use burn::prelude::*;
 use mxq::MxqConfig;
 use mxq::data::PairSet;
+use mxq::kernels::Simd;
+use mxq::kernels::packed_prior::PackedPrior;
 use mxq::model::codebook_upkeep::CodeCounts;
 use mxq::model::cross_quantizer::CrossQuantizer;
 use mxq::model::mxq_vae::MxqVae;
 use mxq::model::prior::{KvCache, Prior};
+use mxq::sample::sampler::CachedPrior;
 use mxq::train::{self, TrainOptions};
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -152,6 +155,46 @@ fn prior_cached_steps_equal_the_full_forward() {
     let steps: Vec<Tensor<3>> =
         (0..10).map(|t| prior.forward_cached(tokens.clone().slice([0..2, t..t + 1]), &mut cache)).collect();
     assert!(max_abs_diff(full, Tensor::cat(steps, 1)) < 1e-4);
+}
+
+/// Guidance twins join their sequences at the second part, with the first part's start
+/// tokens computed once for one row (`add_start_rows`): every later step's logits equal those
+/// of twins that ran beside every sequence from the start — on burn's layers to float
+/// rounding, on the packed kernels (the CPU path of the CLI and the page) exactly.
+#[test]
+fn twins_joined_at_the_second_part_give_what_twins_run_from_the_start_give() {
+    let device = mxq::cpu();
+    let cfg = MxqConfig::tiny();
+    let config = mxq::config::PriorConfig { d_model: 64, ..cfg.prior.clone() };
+    let prior = Prior::new(&config, 64, 72, &device);
+    assert!(twins_joined_gap(&prior, &device) < 1e-5, "burn's layers");
+    let packed = PackedPrior::new(&prior, Simd::Plain).unwrap();
+    assert_eq!(twins_joined_gap(&packed, &device), 0.0, "packed kernels");
+}
+
+/// The worst logit difference between the two ways of running 3 sequences' twins over a
+/// first part of 5 codes and 3 steps after it.
+fn twins_joined_gap<P: CachedPrior>(prior: &P, device: &Device) -> f32 {
+    let (batch, first, start) = (3, 5, prior.start() as i64);
+    let step = |ids: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [ids.len(), 1]), device);
+    let own = |s: usize| -> Vec<i64> {
+        (0..batch).map(|b| if s == 0 { start } else { ((b * 7 + s * 3) % 32) as i64 }).collect()
+    };
+    let (mut beside, mut joined) = (P::Cache::default(), P::Cache::default());
+    for s in 0..first {
+        prior.forward_cached(step([own(s), vec![start; batch]].concat()), &mut beside);
+        prior.forward_cached(step(own(s)), &mut joined);
+    }
+    prior.add_start_rows(&mut joined, batch, device);
+    let mut worst = 0f32;
+    for s in first..first + 3 {
+        // a twin sees start tokens up to the second part's first code, then its sequence's codes
+        let twins = if s == first { vec![start; batch] } else { own(s) };
+        let a = prior.forward_cached(step([own(s), twins.clone()].concat()), &mut beside);
+        let b = prior.forward_cached(step([own(s), twins].concat()), &mut joined);
+        worst = worst.max(max_abs_diff(a, b));
+    }
+    worst
 }
 
 #[test]

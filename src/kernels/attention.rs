@@ -24,6 +24,26 @@ impl CachedRows {
         }
     }
 
+    /// Adds `copies` sequences after the cache's own, each a copy of `one`'s single sequence;
+    /// both hold `positions` positions.
+    pub fn append_copies(&mut self, one: &CachedRows, positions: usize, copies: usize) {
+        if positions == 0 {
+            return;
+        }
+        let d = one.keys.len() / positions;
+        let batch = self.keys.len() / (positions * d);
+        let widen = |mine: &[f32], theirs: &[f32]| -> Vec<f32> {
+            let mut out = Vec::with_capacity(positions * (batch + copies) * d);
+            for s in 0..positions {
+                out.extend_from_slice(&mine[s * batch * d..(s + 1) * batch * d]);
+                (0..copies).for_each(|_| out.extend_from_slice(&theirs[s * d..(s + 1) * d]));
+            }
+            out
+        };
+        self.keys = widen(&self.keys, &one.keys);
+        self.values = widen(&self.values, &one.values);
+    }
+
     /// Causal attention of the last `t` cached positions' queries (`qkv: [B, t, 3d]`) over
     /// every cached position up to their own: `[B, t, d]`, heads side by side.
     pub fn attend(&self, qkv: &[f32], batch: usize, t: usize, d: usize, heads: usize, simd: Simd) -> Vec<f32> {

@@ -313,6 +313,12 @@ mod tests {
                 // int8: the f32 model's dequantized weights, not the originals
                 close(&int8_layer.forward(&x, m, simd), &reference(&x, &dequantized, &bias, m, k, n));
             }
+            // the plain loop gives each row the same bits alone as among others (the
+            // guidance twins' cache is computed for one row and joins a batch)
+            for layer in [&f32_layer, &int8_layer] {
+                let alone: Vec<f32> = x.chunks(k).flat_map(|row| layer.forward(row, 1, Simd::Plain)).collect();
+                assert_eq!(layer.forward(&x, m, Simd::Plain), alone, "{m} rows");
+            }
         }
         // large enough for the threaded path
         let (k, n) = (512, 2048);

@@ -52,6 +52,17 @@ pub struct PackedCache {
     pub len: usize,
 }
 
+impl PackedCache {
+    /// Adds `copies` sequences after the cache's own `batch`, each a copy of `one`'s single
+    /// sequence (as many positions; or nothing where this cache is empty).
+    pub fn append_copies(&mut self, one: &PackedCache, copies: usize) {
+        assert_eq!(one.len, self.len, "the copied sequence has the cache's positions");
+        for (mine, theirs) in self.rows.iter_mut().zip(&one.rows) {
+            mine.append_copies(theirs, self.len, copies);
+        }
+    }
+}
+
 /// A linear layer's f32 weights `[k, n]` and bias, packed.
 fn pack_f32(linear: &burn::nn::Linear) -> Result<PackedLinear, String> {
     let [k, n] = linear.weight.dims();

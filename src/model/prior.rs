@@ -122,6 +122,21 @@ impl PriorBlock {
     }
 }
 
+impl KvCache {
+    /// Adds `copies` sequences after the cache's own, each a copy of `one`'s single
+    /// sequence (as many positions; or nothing where this cache is empty).
+    pub fn append_copies(&mut self, one: &KvCache, copies: usize) {
+        assert_eq!(one.len, self.len, "the copied sequence has the cache's positions");
+        for (mine, theirs) in self.layers.iter_mut().zip(&one.layers) {
+            if let (Some(mine), Some(theirs)) = (mine.as_mut(), theirs) {
+                let add = |a: Tensor<4>, b: &Tensor<4>| Tensor::cat(vec![a, b.clone().repeat_dim(0, copies)], 0);
+                mine.keys = add(mine.keys.clone(), &theirs.keys);
+                mine.values = add(mine.values.clone(), &theirs.values);
+            }
+        }
+    }
+}
+
 impl Prior {
     /// A prior over `vocab` code ids and sequences of `length` codes.
     pub fn new(c: &PriorConfig, vocab: usize, length: usize, device: &Device) -> Self {

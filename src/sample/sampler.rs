@@ -37,11 +37,51 @@ pub const DEFAULT_SECOND_TEMPERATURE: f32 = 0.6;
 
 /// A prior that runs new positions against a cache of the earlier ones.
 pub trait CachedPrior {
-    type Cache: Default;
+    type Cache: Default + RowCache;
     /// The start token id.
     fn start(&self) -> usize;
     /// Logits `[batch, T, vocab]` for the next code after each of `tokens` (`[batch, T]`).
     fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut Self::Cache) -> Tensor<3>;
+
+    /// Adds `rows` sequences to `cache` that have seen only start tokens at its positions:
+    /// the guidance twins, whose first part is start tokens, the same keys and values for
+    /// every sequence. They are computed once, for one row, instead of beside every
+    /// sequence step by step ([`Sampling::guided`]).
+    fn add_start_rows(&self, cache: &mut Self::Cache, rows: usize, device: &Device) {
+        let mut one = Self::Cache::default();
+        if cache.positions() > 0 {
+            let starts = Tensor::<2, Int>::full([1, cache.positions()], self.start() as i64, device);
+            self.forward_cached(starts, &mut one);
+        }
+        cache.append_copies(&one, rows);
+    }
+}
+
+/// A key/value cache that sequences can be added to.
+pub trait RowCache {
+    /// Positions in the cache.
+    fn positions(&self) -> usize;
+    /// Adds `copies` sequences, each a copy of `one`'s single sequence, after the cache's own
+    /// (`one` holds as many positions, or nothing where the cache is empty).
+    fn append_copies(&mut self, one: &Self, copies: usize);
+}
+
+impl RowCache for KvCache {
+    fn positions(&self) -> usize {
+        self.len
+    }
+    fn append_copies(&mut self, one: &Self, copies: usize) {
+        KvCache::append_copies(self, one, copies)
+    }
+}
+
+impl RowCache for PackedCache {
+    fn positions(&self) -> usize {
+        self.len
+    }
+    fn append_copies(&mut self, one: &Self, copies: usize) {
+        PackedCache::append_copies(self, one, copies)
+    }
 }
 
 impl CachedPrior for Prior {
@@ -187,10 +227,14 @@ pub struct Sampling<P: CachedPrior> {
     prefixes: Vec<Vec<u32>>,
     /// How many codes the first part has ([`Self::guided`]); the rest are drawn with
     /// [`SampleOptions::second_temperature`] and, with guidance, against the unconditional
-    /// twin of each sequence (rows `batch..2 × batch` of `next`), which sees start tokens for
-    /// the first part.
+    /// twin of each sequence (rows `batch..2 × batch` of `next` once they have joined), which
+    /// sees start tokens for the first part.
     first_part: Option<usize>,
+    /// Whether the second part is guided (each sequence has a twin).
     twins: bool,
+    /// Whether the twins run beside the sequences yet: they join at the second part, with
+    /// the first part's start tokens in the cache ([`CachedPrior::add_start_rows`]).
+    joined: bool,
     start: u32,
     opts: SampleOptions,
     rng: Rng,
@@ -207,6 +251,7 @@ impl<P: CachedPrior> Sampling<P> {
             prefixes: vec![Vec::new(); batch],
             first_part: None,
             twins: false,
+            joined: false,
             start: prior.start() as u32,
             opts,
             rng: Rng::new(opts.seed, Stream::Sampling),
@@ -232,16 +277,13 @@ impl<P: CachedPrior> Sampling<P> {
 
     /// Names the first `first_part` codes ([`MxqConfig::first_part`]) the first part: the
     /// codes after it are drawn at the second temperature, and guided when the options ask
-    /// for guidance — each sequence then gets an unconditional twin, so the prior runs on
-    /// twice the rows.
+    /// for guidance — each sequence then gets an unconditional twin for the second part, so
+    /// the prior runs on twice the rows there.
     ///
     /// [`MxqConfig::first_part`]: crate::config::MxqConfig::first_part
     pub fn guided(mut self, first_part: usize) -> Self {
         self.first_part = Some(first_part);
-        if self.opts.guidance != 1.0 && !self.twins {
-            self.twins = true;
-            self.next.extend(vec![self.start; self.next.len()]);
-        }
+        self.twins = self.opts.guidance != 1.0;
         self
     }
 
@@ -250,6 +292,12 @@ impl<P: CachedPrior> Sampling<P> {
     }
     /// Runs the prior one position forward: logits `[batch, codes]` for the next code.
     pub fn logits(&mut self, prior: &P, device: &Device) -> Tensor<2> {
+        if self.twins && !self.joined && self.first_part.is_some_and(|first| self.codes[0].len() >= first) {
+            let batch = self.codes.len();
+            prior.add_start_rows(&mut self.cache, batch, device);
+            self.next.extend(vec![self.start; batch]);
+            self.joined = true;
+        }
         let batch = self.next.len();
         let ids: Vec<i64> = self.next.iter().map(|&c| c as i64).collect();
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), device);
@@ -269,7 +317,7 @@ impl<P: CachedPrior> Sampling<P> {
             let in_second = self.first_part.is_some_and(|first| position >= first);
             let code = match self.prefixes[b].get(position) {
                 Some(&given) => given,
-                None if in_second && self.twins => {
+                None if in_second && self.joined => {
                     let twin = &logits[(batch + b) * k..(batch + b + 1) * k];
                     let g = self.opts.guidance;
                     let mixed: Vec<f32> = row.iter().zip(twin).map(|(c, u)| u + g * (c - u)).collect();
@@ -280,8 +328,8 @@ impl<P: CachedPrior> Sampling<P> {
             };
             self.codes[b].push(code);
             self.next[b] = code;
-            if self.twins {
-                self.next[batch + b] = if in_second { code } else { self.start };
+            if self.joined {
+                self.next[batch + b] = code;
             }
         }
     }
@@ -351,6 +399,13 @@ mod tests {
         let all = t1;
         let seen: std::collections::BTreeSet<_> = (0..2000).map(|_| draw(&logits, &all, &mut rng)).collect();
         assert_eq!(seen.len(), 4);
+    }
+
+    impl RowCache for () {
+        fn positions(&self) -> usize {
+            0
+        }
+        fn append_copies(&mut self, _: &Self, _: usize) {}
     }
 
     /// A prior whose logits the test hands to [`Sampling::push`] itself.

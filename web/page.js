@@ -10,7 +10,8 @@ const captionerUrl = query.get('captioner') || 'assets/captioner.mxq.safetensors
 const SIZE = 64; // generated images are 64×64
 
 // Options: the query string overrides the form's defaults (count, seed, temperature, top_k,
-// top_p, batch, backend=cpu|webgpu, autorun=1, embed=1; caption=… to draw a caption).
+// top_p, batch, backend=cpu|webgpu, autorun=1, embed=1; caption=… to draw a caption;
+// simd=plain runs the CPU build without relaxed SIMD even where the browser has it).
 const fields = { count: 'count', seed: 'seed', temperature: 'temperature', top_k: 'top_k', top_p: 'top_p', batch: 'batch' };
 for (const [key, name] of Object.entries(fields)) {
   if (query.has(key)) form.elements[name].value = query.get(key);
@@ -71,7 +72,7 @@ function start() {
     // a panic has already posted its own message; keep that one
     if ($('error').hidden) showError(`The model's worker stopped: ${e.message || 'unknown error'}`);
   };
-  worker.postMessage({ type: 'load', url: bundleUrl, stage1Url, captionerUrl, forceCpu: form.elements.cpu.checked });
+  worker.postMessage({ type: 'load', url: bundleUrl, stage1Url, captionerUrl, forceCpu: form.elements.cpu.checked, plainSimd: query.get('simd') === 'plain' });
 }
 
 // one request at a time: the buttons that start one are off while it runs
@@ -134,7 +135,7 @@ const handlers = {
       $('status').textContent = `Downloading ${what}… ${mb(loaded)} MB`;
     }
   },
-  ready({ backend, imageCodes, textCodes, notDrawn, temperature, bytes, loadMs, warmUpSteps, warmUpMs }) {
+  ready({ backend, simd, imageCodes, textCodes, notDrawn, temperature, bytes, loadMs, warmUpSteps, warmUpMs }) {
     defaultTemperature = Number(temperature.toFixed(4));
     if (!query.has('temperature') && form.elements.temperature.value === '') {
       form.elements.temperature.value = defaultTemperature;
@@ -143,6 +144,9 @@ const handlers = {
     ready = true;
     $('download').hidden = true;
     $('backend').textContent = backend;
+    // the CPU build the worker runs: 'relaxed' (fused multiply-adds) or 'plain'
+    if (simd) document.body.dataset.simd = simd;
+    else delete document.body.dataset.simd;
     document.body.dataset.loadMs = loadMs.toFixed(1);
     // the steps of the CPU path's warm-up that ran while the bundle downloaded (worker.js)
     document.body.dataset.warmUpSteps = warmUpSteps;

@@ -43,13 +43,22 @@ async function download(url, what = 'the bundle') {
   return bytes;
 }
 
-// The CPU-only build unless the browser offers a WebGPU adapter and the CPU is not forced:
-// the WebGPU runtime is a second, larger wasm that a visit without an adapter never fetches.
-async function loadBuild(forceCpu) {
+// A module of one function that uses a relaxed-SIMD instruction (i8x16.relaxed_swizzle):
+// a browser that validates it runs the CPU build with fused multiply-adds (web/fma).
+const RELAXED_SIMD = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0,
+  65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11,
+]);
+
+// The WebGPU build where the browser offers an adapter and the CPU is not forced; otherwise a
+// CPU build: with relaxed SIMD where the browser validates it (and `plainSimd` does not ask
+// for the other), else the plain one. A visit fetches one of the three wasm files.
+async function loadBuild(forceCpu, plainSimd) {
   const adapter = !forceCpu && navigator.gpu ? await navigator.gpu.requestAdapter().catch(() => null) : null;
-  const build = await import(adapter ? './mxq-web-gpu.js' : './mxq-web.js');
+  const fma = !adapter && !plainSimd && WebAssembly.validate(RELAXED_SIMD);
+  const build = await import(adapter ? './mxq-web-gpu.js' : fma ? './mxq-web-fma.js' : './mxq-web.js');
   await build.default();
-  return { Demo: build.Demo, cpu: !adapter };
+  return { Demo: build.Demo, cpu: !adapter, simd: adapter ? null : fma ? 'relaxed' : 'plain' };
 }
 
 // While the bundle is still downloading, the CPU path warms its code up (Demo.warm_up: a
@@ -73,7 +82,7 @@ async function warmUp(build, arrived) {
   return { steps, ms: performance.now() - start };
 }
 
-async function load({ url, stage1Url, captionerUrl, forceCpu }) {
+async function load({ url, stage1Url, captionerUrl, forceCpu, plainSimd }) {
   files = { stage1Url, captionerUrl };
   let arrived = false;
   const downloading = download(url).then((bytes) => {
@@ -82,7 +91,7 @@ async function load({ url, stage1Url, captionerUrl, forceCpu }) {
   });
   // in or failed: either way the warm-up stops (a failure is reported by the await below)
   downloading.then(() => (arrived = true), () => (arrived = true));
-  const build = await loadBuild(forceCpu);
+  const build = await loadBuild(forceCpu, plainSimd);
   Demo = build.Demo;
   const warm = await warmUp(build, () => arrived);
   const bytes = await downloading;
@@ -97,6 +106,7 @@ async function load({ url, stage1Url, captionerUrl, forceCpu }) {
   postMessage({
     type: 'ready',
     backend: demo.backend,
+    simd: build.simd,
     imageCodes: demo.image_codes,
     textCodes: demo.text_codes,
     notDrawn: demo.not_drawn,

@@ -7,8 +7,12 @@
 //! (enough independent sums to hide the FMA latency; 1–2 rows also split `k` in two
 //! interleaved halves), with 7–16 rows one 16-column strip keeps every row's sum in an
 //! AVX-512 register. Sums are FMAs in a different order than burn's GEMM, so results match
-//! burn's `Linear` to float rounding, not bit for bit. Without AVX-512 (in the browser's wasm,
-//! for one) the same packed weights run a plain loop (the tests compare both).
+//! burn's `Linear` to float rounding, not bit for bit. Without AVX-512 the same packed weights
+//! run a plain loop (the tests compare both); in the browser's wasm (simd128) int8 weights run
+//! a loop of wasm SIMD intrinsics that keeps its sums in registers and folds the scale into
+//! the input (`(x·scale)·q`), with relaxed SIMD's fused multiply-add in the page's
+//! `relaxed-simd` build (`web/fma`): LLVM's vectorized plain loop kept 64 sums per row in
+//! memory, a load and a store per 4 products, and wasm has no FMA otherwise.
 
 use crate::kernels::Simd;
 
@@ -73,7 +77,7 @@ impl PackedLinear {
         let simd = simd.avx512();
         assert_eq!(x.len(), m * self.k, "input is not [{m}, {}]", self.k);
         let mut y = vec![0.0f32; m * self.n];
-        let out = Out(y.as_mut_ptr());
+        let out = Out(y.as_mut_ptr(), self.n);
         let groups = self.n / GROUP;
         let run = |g: usize| {
             // SAFETY: group g writes only columns g*64..(g+1)*64 of each row of y, which no
@@ -92,7 +96,7 @@ impl PackedLinear {
 
     /// Columns `g*64..(g+1)*64` of `y` for all `m` rows.
     unsafe fn group(&self, x: &[f32], m: usize, g: usize, y: Out, simd: bool) {
-        let (k, n) = (self.k, self.n);
+        let k = self.k;
         let bias = self.bias.as_ref().map(|b| &b[g * GROUP..][..GROUP]);
         #[cfg(target_arch = "x86_64")]
         if simd {
@@ -107,8 +111,8 @@ impl PackedLinear {
                     let args = Strip {
                         x: x[row * k..].as_ptr(),
                         k,
-                        y: unsafe { y.0.add(row * n + c) },
-                        n,
+                        y: unsafe { y.0.add(row * y.1 + c) },
+                        n: y.1,
                         bias: bias.map(|b| b[strip * 16..].as_ptr()),
                     };
                     let w = match &self.weights {
@@ -124,6 +128,12 @@ impl PackedLinear {
             return;
         }
         let _ = simd;
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if let Weights::Int8 { q, scales } = &self.weights {
+            let x = wasm::Rows { x, k };
+            let (q, scales) = (&q[g * k * GROUP..][..k * GROUP], &scales[g * k..][..k]);
+            return wasm::group(x, m, q, scales, bias, y, g * GROUP);
+        }
         let mut wrow = [0.0f32; GROUP];
         let mut acc = vec![0.0f32; m * GROUP];
         for r in 0..k {
@@ -148,15 +158,15 @@ impl PackedLinear {
         for i in 0..m {
             for c in 0..GROUP {
                 let b = bias.map_or(0.0, |b| b[c]);
-                unsafe { *y.0.add(i * n + g * GROUP + c) = acc[i * GROUP + c] + b };
+                unsafe { *y.0.add(i * y.1 + g * GROUP + c) = acc[i * GROUP + c] + b };
             }
         }
     }
 }
 
-/// The output pointer, shared by the groups that write disjoint columns.
+/// The output pointer and its row stride, shared by the groups that write disjoint columns.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+struct Out(*mut f32, usize);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
@@ -176,6 +186,142 @@ struct Strip {
 enum WeightsAt {
     Int8(*const i8, *const f32),
     F32(*const f32),
+}
+
+/// The page's int8 loop (wasm simd128): sums in registers — two rows × 16 columns, or one
+/// row × 32 — each `Σ_r (x·scale_r)·q` in the order of `r`, fused multiply-adds where the
+/// build has relaxed SIMD, else a multiply and an add. Int8 weights that more than one row
+/// pair reads are widened to f32 once per group; every row gets the same bits whatever the
+/// row count.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use core::arch::wasm32::*;
+
+    use super::{GROUP, Out};
+
+    /// Rows of `k` inputs, row-major.
+    #[derive(Clone, Copy)]
+    pub struct Rows<'a> {
+        pub x: &'a [f32],
+        pub k: usize,
+    }
+
+    /// `a·b + c`: fused in the relaxed-SIMD build, else a multiply and an add.
+    #[inline(always)]
+    fn madd(a: v128, b: v128, c: v128) -> v128 {
+        #[cfg(feature = "relaxed-simd")]
+        return f32x4_relaxed_madd(a, b, c);
+        #[cfg(not(feature = "relaxed-simd"))]
+        f32x4_add(f32x4_mul(a, b), c)
+    }
+
+    /// 16 int8 values as 4 × 4 floats.
+    #[inline(always)]
+    fn widen(q: v128) -> [v128; 4] {
+        let (lo, hi) = (i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q));
+        [
+            i32x4_extend_low_i16x8(lo),
+            i32x4_extend_high_i16x8(lo),
+            i32x4_extend_low_i16x8(hi),
+            i32x4_extend_high_i16x8(hi),
+        ]
+        .map(|i| f32x4_convert_i32x4(i))
+    }
+
+    /// Where the weights come from: int8 rows `[k][64]`, or the same widened to f32.
+    #[derive(Clone, Copy)]
+    enum Source<'a> {
+        Int8(&'a [i8]),
+        Widened(&'a [f32]),
+    }
+
+    impl Source<'_> {
+        /// The 16·S weights of input `r` from column `col`.
+        #[inline(always)]
+        fn load<const S: usize>(self, r: usize, col: usize) -> [[v128; 4]; S] {
+            let mut out = [[f32x4_splat(0.0); 4]; S];
+            for (s, out) in out.iter_mut().enumerate() {
+                let at = r * GROUP + col + 16 * s;
+                // SAFETY: row r < k and columns col + 16·s + 16 ≤ 64 are within the slices
+                *out = match self {
+                    Self::Int8(q) => widen(unsafe { v128_load(q.as_ptr().add(at) as *const v128) }),
+                    Self::Widened(w) => unsafe {
+                        let p = w.as_ptr().add(at) as *const v128;
+                        [v128_load(p), v128_load(p.add(1)), v128_load(p.add(2)), v128_load(p.add(3))]
+                    },
+                };
+            }
+            out
+        }
+    }
+
+    /// Columns `col0..col0 + 64` of y (one group: `q` its `[k][64]` weights, one scale per
+    /// input) for all `m` rows of `x`.
+    #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+    pub fn group(x: Rows, m: usize, q: &[i8], scales: &[f32], bias: Option<&[f32]>, y: Out, col0: usize) {
+        let widened: Vec<f32>;
+        let source = if m > 2 {
+            widened = q.iter().map(|&v| v as f32).collect();
+            Source::Widened(&widened)
+        } else {
+            Source::Int8(q)
+        };
+        let mut row = 0;
+        while row + 2 <= m {
+            for col in (0..GROUP).step_by(16) {
+                strip::<2, 1>(x, row, source, scales, bias, y, col0, col);
+            }
+            row += 2;
+        }
+        if row < m {
+            for col in (0..GROUP).step_by(32) {
+                strip::<1, 2>(x, row, source, scales, bias, y, col0, col);
+            }
+        }
+    }
+
+    /// Rows `row..row + R`, columns `col..col + 16·S` of the group (from `col0` in y).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn strip<const R: usize, const S: usize>(
+        x: Rows,
+        row: usize,
+        source: Source,
+        scales: &[f32],
+        bias: Option<&[f32]>,
+        y: Out,
+        col0: usize,
+        col: usize,
+    ) {
+        let k = x.k;
+        let mut xs: [&[f32]; R] = [&[]; R];
+        for (i, xs) in xs.iter_mut().enumerate() {
+            *xs = &x.x[(row + i) * k..][..k];
+        }
+        let mut acc = [[[f32x4_splat(0.0); 4]; S]; R];
+        for (r, &scale) in scales.iter().enumerate() {
+            let w = source.load::<S>(r, col);
+            for (acc, xs) in acc.iter_mut().zip(&xs) {
+                let xv = f32x4_splat(xs[r] * scale);
+                for (acc, w) in acc.iter_mut().zip(&w) {
+                    for (a, w) in acc.iter_mut().zip(w) {
+                        *a = madd(xv, *w, *a);
+                    }
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let out = (row + i) * y.1 + col0 + col;
+            for (j, v) in acc.as_flattened().iter().enumerate() {
+                let b = bias.map_or(f32x4_splat(0.0), |b| {
+                    // SAFETY: col + 4j + 4 ≤ 64 bias values
+                    unsafe { v128_load(b.as_ptr().add(col + 4 * j) as *const v128) }
+                });
+                // SAFETY: row + i < m, and these columns of y are this group's alone
+                unsafe { v128_store(y.0.add(out + 4 * j) as *mut v128, f32x4_add(*v, b)) };
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -2,8 +2,9 @@
 //! pairs/s for batches of 1 and 16 on the page's CPU path and on WebGPU (SwiftShader in a
 //! headless Chromium here), beside the native CPU for the same batches. Prints JSON lines.
 //!
-//! `trunk build --release` first (scripts/bench-page does both). Arguments `cpu` or `webgpu`
-//! measure only that backend of the page.
+//! `trunk build --release` first (scripts/bench-page does both). Arguments `cpu` (the CPU build
+//! the page picks: with relaxed SIMD where the browser has it), `cpu-plain` (the plain CPU
+//! build, `simd=plain`) or `webgpu` measure only those paths of the page.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -41,15 +42,17 @@ fn main() {
         None => 0,
     };
     let only = args;
-    if let Some(other) = only.iter().find(|o| !["cpu", "webgpu"].contains(&o.as_str())) {
-        eprintln!("page_bench: unknown backend {other:?} (cpu, webgpu)");
+    if let Some(other) = only.iter().find(|o| !["cpu", "cpu-plain", "webgpu"].contains(&o.as_str())) {
+        eprintln!("page_bench: unknown backend {other:?} (cpu, cpu-plain, webgpu)");
         std::process::exit(2);
     }
     let dist = harness::dist();
-    // what the CPU path fetches before its first pair; the WebGPU path fetches the WebGPU
-    // build in place of the CPU-only one; the conditional modes fetch their files when used
+    // what the CPU path fetches before its first pair: one of the two CPU builds (with relaxed
+    // SIMD where the browser validates it); the WebGPU path fetches the WebGPU build in their
+    // place; the conditional modes fetch their files when used
     let shared = ["worker.js", "page.js", "index.html", "style.css", "assets/demo.mxq.safetensors"];
     let cpu_build = ["mxq-web_bg.wasm", "mxq-web.js"];
+    let fma_build = ["mxq-web-fma_bg.wasm", "mxq-web-fma.js"];
     let gpu_build = ["mxq-web-gpu_bg.wasm", "mxq-web-gpu.js"];
     let modes = ["assets/stage1/demo-encoder.mxq.safetensors", "assets/captioner.mxq.safetensors"];
     let sum = |files: &[&str]| {
@@ -63,12 +66,17 @@ fn main() {
         }
         total
     };
-    let (shared, cpu_build, gpu_build, modes) = (sum(&shared), sum(&cpu_build), sum(&gpu_build), sum(&modes));
+    let (shared, cpu_build, fma_build, gpu_build, modes) =
+        (sum(&shared), sum(&cpu_build), sum(&fma_build), sum(&gpu_build), sum(&modes));
     let add = |parts: &[(usize, usize)]| parts.iter().fold((0, 0), |t, p| (t.0 + p.0, t.1 + p.1));
     for (what, (raw, gz)) in [
-        ("before the first pair, CPU path", add(&[shared, cpu_build])),
+        ("before the first pair, CPU path (relaxed SIMD)", add(&[shared, fma_build])),
+        ("before the first pair, CPU path (plain SIMD)", add(&[shared, cpu_build])),
         ("before the first pair, WebGPU path", add(&[shared, gpu_build])),
-        ("everything: both builds and the conditional modes' files", add(&[shared, cpu_build, gpu_build, modes])),
+        (
+            "everything: the three builds and the conditional modes' files",
+            add(&[shared, cpu_build, fma_build, gpu_build, modes]),
+        ),
     ] {
         println!("{}", json!({ "payload": what, "bytes": raw, "gzip_bytes": gz }));
     }
@@ -96,15 +104,22 @@ fn main() {
 
     let delay = (delay_ms > 0).then(|| ("assets/demo.mxq.safetensors", Duration::from_millis(delay_ms)));
     let base = harness::serve_delayed(vec![], delay).0;
-    for (name, webgpu) in [("cpu", false), ("webgpu", true)] {
+    for (name, webgpu, extra) in [("cpu", false, ""), ("cpu-plain", false, "&simd=plain"), ("webgpu", true, "")] {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
         let browser = browser(webgpu);
         // load + the first pair (batch 1) straight after the bundle arrives
-        let tab = open(&browser, &format!("{base}/index.html?backend={name}&count=1&batch=1&seed=1&autorun=1"));
+        let backend = if webgpu { "webgpu" } else { "cpu" };
+        let tab =
+            open(&browser, &format!("{base}/index.html?backend={backend}&count=1&batch=1&seed=1&autorun=1{extra}"));
         wait_for(&tab, "document.body.dataset.state", &["done"], Duration::from_secs(300));
         let label = eval(&tab, "document.getElementById('backend').textContent");
+        // the CPU build's SIMD beside the label: 'relaxed' or 'plain'
+        let label = match eval(&tab, "document.body.dataset.simd || ''").as_str() {
+            Some(simd) if !simd.is_empty() => json!(format!("{} [{simd} SIMD]", label.as_str().unwrap_or(""))),
+            _ => label,
+        };
         let since = eval(&tab, "Number(document.body.dataset.sinceBundleMs)");
         // of which the bundle's load (parse, checks, dequantize, the model built on the device)
         let load = eval(&tab, "Number(document.body.dataset.loadMs)");

@@ -110,7 +110,11 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
     screenshot(&tab, "webgpu");
     // where an adapter is offered the worker fetches the WebGPU build, and not the CPU-only one
     let sent = |path: &str| harness::sent(&log, path);
-    assert!(sent("mxq-web-gpu_bg.wasm") > 1_000_000 && sent("mxq-web_bg.wasm") == 0, "{:?}", log.lock().unwrap());
+    assert!(
+        sent("mxq-web-gpu_bg.wasm") > 1_000_000 && sent("mxq-web_bg.wasm") + sent("mxq-web-fma_bg.wasm") == 0,
+        "{:?}",
+        log.lock().unwrap()
+    );
     // Sampling reads each step's logits back and draws on the CPU with the same seeded
     // generator, so equal logits give equal codes. WebGPU's float sums differ from the CPU's
     // in the last bits, which can flip a draw that falls on a boundary; after that the
@@ -130,24 +134,40 @@ fn webgpu_path_names_the_adapter_and_decodes_like_the_cpu() {
 
 /// Where the browser offers no WebGPU adapter (this headless Chromium without SwiftShader's
 /// flags) the page, left to choose, runs on the CPU, says why, and never fetches the WebGPU
-/// build: its first pair costs the CPU-only wasm and the bundle.
+/// build: its first pair costs one CPU wasm and the bundle. This Chromium validates relaxed
+/// SIMD, so the worker takes the CPU build with fused multiply-adds (web/fma); `simd=plain`
+/// takes the plain one. Both give the native pairs.
 #[test]
 #[ignore = "needs Chromium and a built page (scripts/test)"]
-fn without_an_adapter_only_the_cpu_build_is_fetched() {
-    let (base, log) = harness::serve_logged(vec![]);
+fn without_an_adapter_only_a_cpu_build_is_fetched() {
     let browser = browser(false);
-    let tab = open(&browser, &format!("{base}/index.html?count=2&batch=2&seed=5&autorun=1"));
-    wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
-    let backend = eval(&tab, "document.getElementById('backend').textContent");
-    let backend = backend.as_str().unwrap();
-    assert!(backend.starts_with("CPU (WebGPU not used: ") && backend.contains("adapter"), "backend label: {backend}");
-    let sent = |path: &str| harness::sent(&log, path);
-    assert!(sent("mxq-web_bg.wasm") > 1_000_000, "{:?}", log.lock().unwrap());
-    assert_eq!(sent("mxq-web-gpu_bg.wasm") + sent("mxq-web-gpu.js"), 0, "{:?}", log.lock().unwrap());
-    let cards = cards(&tab, "document");
-    check_cards(&cards, 2);
-    let native = native_codes(2, 2, SampleOptions { seed: 5, ..demo_defaults() });
-    assert_eq!(cards.iter().map(|c| c.codes()).collect::<Vec<_>>(), native, "page (CPU-only build) vs native codes");
+    for (extra, simd, fetched, not_fetched) in [
+        ("", "relaxed", "mxq-web-fma_bg.wasm", "mxq-web_bg.wasm"),
+        ("&simd=plain", "plain", "mxq-web_bg.wasm", "mxq-web-fma_bg.wasm"),
+    ] {
+        let (base, log) = harness::serve_logged(vec![]);
+        let tab = open(&browser, &format!("{base}/index.html?count=2&batch=2&seed=5&autorun=1{extra}"));
+        wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
+        let backend = eval(&tab, "document.getElementById('backend').textContent");
+        let backend = backend.as_str().unwrap();
+        assert!(
+            backend.starts_with("CPU (WebGPU not used: ") && backend.contains("adapter"),
+            "backend label: {backend}"
+        );
+        assert_eq!(eval(&tab, "document.body.dataset.simd"), simd);
+        let sent = |path: &str| harness::sent(&log, path);
+        assert!(sent(fetched) > 1_000_000, "{:?}", log.lock().unwrap());
+        assert_eq!(sent(not_fetched), 0, "{:?}", log.lock().unwrap());
+        assert_eq!(sent("mxq-web-gpu_bg.wasm") + sent("mxq-web-gpu.js"), 0, "{:?}", log.lock().unwrap());
+        let cards = cards(&tab, "document");
+        check_cards(&cards, 2);
+        let native = native_codes(2, 2, SampleOptions { seed: 5, ..demo_defaults() });
+        assert_eq!(
+            cards.iter().map(|c| c.codes()).collect::<Vec<_>>(),
+            native,
+            "page ({simd} CPU build) vs native codes"
+        );
+    }
 }
 
 #[test]
@@ -210,7 +230,7 @@ fn a_second_visit_transfers_almost_nothing_before_its_first_pair() {
     let tab = open(&browser, &url);
     wait_for(&tab, STATE, &["done"], Duration::from_secs(180));
     assert_eq!(sent("assets/demo.mxq.safetensors"), demo_bundle().len(), "the first visit downloads the bundle");
-    assert!(sent("mxq-web_bg.wasm") > 1_000_000, "the first visit downloads the wasm: {:?}", log.lock().unwrap());
+    assert!(sent("mxq-web-fma_bg.wasm") > 1_000_000, "the first visit downloads the wasm: {:?}", log.lock().unwrap());
     let first_visit = cards(&tab, "document");
     log.lock().unwrap().clear();
     let tab = open(&browser, &url);

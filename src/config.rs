@@ -48,6 +48,11 @@ pub struct TextConfig {
     pub kernel: usize,
     /// Text positions of the unified sequence (8 in the paper): the encoder maps the tokens to this many.
     pub positions: usize,
+    /// Rank of the text decoder's map from its latents to the token positions: none, one
+    /// dense matrix (the paper's); `r`, two factors through `r` values — a decoder-only
+    /// choice (`mxq train decoders --text-map-rank`) that leaves the codes as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_rank: Option<usize>,
 }
 
 /// The codebook and its losses.
@@ -216,6 +221,14 @@ pub struct CodeGroup {
 }
 
 impl Stage1Config {
+    /// Whether `other` is this stage 1 up to the text decoder's map rank, which only the
+    /// decoders read: the same codes, so a prior, an encoder file or decoders of one fit the
+    /// other.
+    pub fn same_codes(&self, other: &Self) -> bool {
+        let dense = |c: &Self| TextConfig { map_rank: None, ..c.text.clone() };
+        Self { text: dense(self), ..self.clone() } == Self { text: dense(other), ..other.clone() }
+    }
+
     /// Side of the image code grid (8 for 64×64 and three halvings).
     pub fn grid(&self) -> usize {
         GRID
@@ -276,7 +289,15 @@ impl MxqConfig {
             preset: "paper".into(),
             stage1: Stage1Config {
                 image: ImageConfig { down_channels: [64, 128, 256], hidden: 256, res_blocks: 6, res_hidden: 256 },
-                text: TextConfig { token_length: 64, vocab_size: 64, embed: 128, layers: 4, kernel: 5, positions: 8 },
+                text: TextConfig {
+                    token_length: 64,
+                    vocab_size: 64,
+                    embed: 128,
+                    layers: 4,
+                    kernel: 5,
+                    positions: 8,
+                    map_rank: None,
+                },
                 codebook: CodebookConfig { size: 256, dim: 128, commitment: 0.25 },
                 quantizer: Quantizer::Cross {
                     joint: Some(JointConfig { layers: 4, heads: 2, ff: 512, dropout: 0.1 }),
@@ -450,6 +471,15 @@ impl MxqConfig {
         if s.text.positions == 0 || s.text.positions > s.text.token_length {
             return bad(format!("{} text positions for {} tokens", s.text.positions, s.text.token_length));
         }
+        let (map_in, map_out) = (s.text.positions * s.codebook.dim, s.text.token_length * s.text.embed);
+        if let Some(rank) = s.text.map_rank
+            && !(1..=map_in.min(map_out)).contains(&rank)
+        {
+            return bad(format!(
+                "stage1.text.map_rank is {rank}; a map of {map_in} → {map_out} values takes a rank from 1 to {}",
+                map_in.min(map_out)
+            ));
+        }
         if let Some(maps) = s.cross_maps()
             && maps.text_hidden < 2 * s.text.positions
         {
@@ -611,6 +641,7 @@ pub mod legacy {
                         layers: s.text_layers,
                         kernel: s.text_kernel,
                         positions: s.text_positions,
+                        map_rank: None,
                     },
                     codebook: CodebookConfig { size: s.codebook_size, dim: s.code_dim, commitment: s.commitment },
                     quantizer,

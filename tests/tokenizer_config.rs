@@ -38,6 +38,20 @@ fn config_round_trips_and_rejects_unknown_keys_and_bad_sizes() {
     let mut bad = MxqConfig::demo();
     bad.stage1.text.positions = 65;
     assert!(bad.check().unwrap_err().to_string().contains("65 text positions for 64 tokens"));
+    for rank in [0, 513] {
+        let mut bad = MxqConfig::demo();
+        bad.stage1.text.map_rank = Some(rank);
+        assert!(bad.check().unwrap_err().to_string().contains("takes a rank from 1 to 512"), "rank {rank}");
+    }
+    // a rank is a decoder-only choice: the codes are the same, and the JSON of a dense map
+    // has no such key (configs written before it parse as they did)
+    let mut low = MxqConfig::demo();
+    low.stage1.text.map_rank = Some(64);
+    assert_eq!(MxqConfig::from_json(&low.to_json()).unwrap(), low);
+    assert!(low.stage1.same_codes(&MxqConfig::demo().stage1) && low.stage1 != MxqConfig::demo().stage1);
+    assert!(!MxqConfig::demo().to_json().contains("map_rank"));
+    low.stage1.text.embed = 32;
+    assert!(!low.stage1.same_codes(&MxqConfig::demo().stage1));
     let mut bad = MxqConfig::demo();
     bad.prior.heads = 0;
     assert!(bad.check().unwrap_err().to_string().contains("prior.heads is 0"));

@@ -132,7 +132,7 @@ impl Bundle {
         tokenizer_json: &str,
         codebook: &[f32],
     ) -> Result<(), &'static str> {
-        if *stage1 != self.config.stage1 {
+        if !stage1.same_codes(&self.config.stage1) {
             return Err("the stage-1 config");
         }
         if tokenizer_json != self.tokenizer.to_json() {

@@ -2,7 +2,13 @@
 //! latents, and a 1-D conv decoder that spreads the 8 text latents over the 64 token
 //! positions with one dense map (see [`crate::model::text_encoder`] for why) and rebuilds the token
 //! logits with length-preserving convs. Both mirror their encoders.
+//!
+//! The dense map is most of the bundle's decoder bytes (16 × 64 → 64 × 64 values in the demo:
+//! 4.2 M weights), and a low-rank one reads nearly the same: with `text.map_rank` it is two
+//! factors, started from the dense map's best approximation of that rank
+//! ([`TextDecoder::factored`]) and fine-tuned (`mxq train decoders --text-map-rank`).
 
+use burn::module::Param;
 use burn::nn::conv::{Conv1d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -58,7 +64,9 @@ impl ImageDecoder {
 
 #[derive(Module, Debug)]
 pub struct TextDecoder {
-    /// `text_positions × code_dim` → `token_length × text_embed`
+    /// `text_positions × code_dim` → `map_rank`, no bias: the low-rank map's first factor
+    to_rank: Option<Linear>,
+    /// `map_rank` (or, dense, `text_positions × code_dim`) → `token_length × text_embed`
     to_tokens: Linear,
     convs: Vec<Conv1d>,
     to_vocab: Linear,
@@ -68,8 +76,10 @@ pub struct TextDecoder {
 impl TextDecoder {
     pub fn new(c: &Stage1Config, device: &Device) -> Self {
         let (t, e) = (&c.text, c.text.embed);
+        let latents = t.positions * c.codebook.dim;
         Self {
-            to_tokens: LinearConfig::new(t.positions * c.codebook.dim, t.token_length * e).init(device),
+            to_rank: t.map_rank.map(|r| LinearConfig::new(latents, r).with_bias(false).init(device)),
+            to_tokens: LinearConfig::new(t.map_rank.unwrap_or(latents), t.token_length * e).init(device),
             convs: (0..t.layers).map(|_| same_conv(e, e, t.kernel, device)).collect(),
             to_vocab: LinearConfig::new(e, t.vocab_size).init(device),
             token_length: t.token_length,
@@ -82,8 +92,83 @@ impl TextDecoder {
     pub fn forward(&self, latents: Tensor<3>) -> Tensor<3> {
         let [batch, dim, positions] = latents.dims();
         let x = latents.swap_dims(1, 2).reshape([batch, positions * dim]); // [B, 8·D]
+        let x = match &self.to_rank {
+            Some(to_rank) => to_rank.forward(x), // [B, rank]
+            None => x,
+        };
         let x = relu(self.to_tokens.forward(x)).reshape([batch as i32, self.token_length as i32, -1]); // [B, L, E]
         let x = self.convs.iter().fold(x.swap_dims(1, 2), |x, conv| x.clone() + relu(conv.forward(x))); // [B, E, L]
         self.to_vocab.forward(x.swap_dims(1, 2)) // [B, L, V]
+    }
+
+    /// The dense map replaced by its best approximation of rank `rank` (Eckart–Young): with
+    /// `W = U·S·Vᵀ`, the factors `U_r` and `U_rᵀ·W`, `U_r` the leading eigenvectors of `W·Wᵀ`
+    /// (nalgebra's symmetric eigendecomposition, in f64). What `mxq train decoders
+    /// --text-map-rank` starts from: it reads nearly as the dense map did. Reads the weights
+    /// back from the device (native only); a map already factored is an error.
+    pub fn factored(mut self, rank: usize) -> Result<Self, crate::Error> {
+        if self.to_rank.is_some() {
+            return Err(crate::Error::Config("the text decoder's map is already low-rank".into()));
+        }
+        let w = self.to_tokens.weight.val().detach(); // [in, out]
+        let ([d_in, d_out], device) = (w.dims(), w.device());
+        if !(1..=d_in.min(d_out)).contains(&rank) {
+            return Err(crate::Error::Config(format!("text map rank {rank}: from 1 to {}", d_in.min(d_out))));
+        }
+        let gram: Vec<f32> = w.clone().matmul(w.clone().transpose()).into_data().iter::<f32>().collect();
+        let eigen =
+            nalgebra::SymmetricEigen::new(nalgebra::DMatrix::from_iterator(d_in, d_in, gram.iter().map(|&v| v as f64)));
+        let mut order: Vec<usize> = (0..d_in).collect();
+        order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+        let u: Vec<f32> = (0..d_in)
+            .flat_map(|i| order[..rank].iter().map(move |&k| (i, k)))
+            .map(|(i, k)| eigen.eigenvectors[(i, k)] as f32)
+            .collect();
+        let u = Tensor::<2>::from_data(TensorData::new(u, [d_in, rank]), &device); // [in, rank]
+        let mut to_rank = LinearConfig::new(d_in, rank).with_bias(false).init(&device);
+        to_rank.weight = Param::from_tensor(u.clone());
+        self.to_tokens.weight = Param::from_tensor(u.transpose().matmul(w)); // [rank, out]
+        self.to_rank = Some(to_rank);
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MxqConfig;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn a_map_of_rank_r_factored_at_r_reads_the_same_and_below_r_does_not() {
+        let device = crate::cpu();
+        let c = MxqConfig::tiny().stage1;
+        let (d_in, d_out) = (c.text.positions * c.codebook.dim, c.text.token_length * c.text.embed);
+        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 0.3), &device);
+        let dense = || {
+            let mut decoder = TextDecoder::new(&c, &device);
+            decoder.to_tokens.weight = Param::from_tensor(random([d_in, 3]).matmul(random([3, d_out])));
+            decoder
+        };
+        let latents =
+            Tensor::<3>::random([5, c.codebook.dim, c.text.positions], Distribution::Normal(0.0, 1.0), &device);
+        let a = dense();
+        let (w, logits) = (a.to_tokens.weight.val(), a.forward(latents.clone()));
+        let differs = |rank: usize| {
+            let mut b = TextDecoder::new(&c, &device);
+            b.to_tokens.weight = Param::from_tensor(w.clone());
+            b.to_vocab = a.to_vocab.clone();
+            b.convs = a.convs.clone();
+            b.to_tokens.bias = a.to_tokens.bias.clone();
+            let b = b.factored(rank).unwrap();
+            assert_eq!(b.to_tokens.weight.dims(), [rank, d_out]);
+            let scale = logits.clone().abs().max().into_scalar::<f32>();
+            (b.forward(latents.clone()) - logits.clone()).abs().max().into_scalar::<f32>() / scale
+        };
+        assert!(differs(3) < 1e-4, "rank 3 of a rank-3 map: {}", differs(3));
+        assert!(differs(2) > 1e-2, "rank 2 of a rank-3 map: {}", differs(2));
+        let twice = a.factored(3).unwrap().factored(3);
+        assert!(twice.is_err_and(|e| e.to_string().contains("already low-rank")));
+        assert!(dense().factored(d_in.min(d_out) + 1).is_err());
     }
 }

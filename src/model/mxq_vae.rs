@@ -137,6 +137,12 @@ impl MxqDecoder {
     pub fn decode(&self, codes: Tensor<2, Int>) -> DecodedPair {
         self.decode_quantized(self.quantizer.lookup(codes))
     }
+
+    /// These decoders with the text decoder's map of rank `rank` ([`TextDecoder::factored`]).
+    pub fn with_text_map_rank(mut self, rank: usize) -> Result<Self, crate::Error> {
+        self.text = self.text.factored(rank)?;
+        Ok(self)
+    }
 }
 
 impl MxqVae {

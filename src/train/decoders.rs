@@ -92,7 +92,8 @@ impl Stage<MxqDecoder> for DecoderStep<'_> {
 }
 
 /// Fine-tunes (or resumes) stage 1's decoder half in `dir` on `data` and `codes` (those of the
-/// frozen encoders: [`crate::train::encode_sequences`]), starting a new run from `start`.
+/// frozen encoders: [`crate::train::encode_sequences`]), starting a new run from `start` —
+/// its text map factored first where `config` asks for a rank that `start` does not have.
 /// `device` must be an autodiff device.
 #[allow(clippy::too_many_arguments)]
 pub fn train_decoders(
@@ -112,27 +113,36 @@ pub fn train_decoders(
         return Err(ckpt.bad(format!("{} code sequences for {} pairs", codes.len(), data.len())));
     }
     device.seed(state.options.seed);
-    let model = MxqDecoder::new(&state.config.stage1, device)
-        .try_load_record(start.into_record())
-        .map_err(|e| ckpt.bad(format!("the decoders to start from do not fit the run's stage-1 config: {e}")))?;
+    let model = MxqDecoder::new(&state.config.stage1, device);
+    let model = if resume {
+        model // fit loads the checkpoint into it
+    } else {
+        let start = match state.config.stage1.text.map_rank {
+            Some(rank) => start.with_text_map_rank(rank)?,
+            None => start,
+        };
+        model
+            .try_load_record(start.into_record())
+            .map_err(|e| ckpt.bad(format!("the decoders to start from do not fit the run's stage-1 config: {e}")))?
+    };
     let noise = (state.options.code_noise, state.options.seed);
     let mut stage = DecoderStep::new(data, codes, noise, device);
     fit(model, &mut stage, state, &ckpt, resume, progress)
 }
 
 /// Loads fine-tuned decoders (inference mode) from their checkpoint folder, checked to be of
-/// `stage1`'s config.
-pub fn load_decoders(dir: &Path, stage1: &TrainState, device: &Device) -> Result<MxqDecoder, Error> {
+/// `stage1`'s config (up to the text map's rank, which is returned: the decoders' own).
+pub fn load_decoders(dir: &Path, stage1: &TrainState, device: &Device) -> Result<(MxqDecoder, Option<usize>), Error> {
     let ckpt = Checkpoint::new(dir);
     let state = ckpt.state()?;
     if state.stage != DecoderStep::NAME {
         return Err(ckpt.bad(format!("holds a {} checkpoint, not decoders", state.stage)));
     }
-    if state.config.stage1 != stage1.config.stage1 || state.tokenizer != stage1.tokenizer {
+    if !state.config.stage1.same_codes(&stage1.config.stage1) || state.tokenizer != stage1.tokenizer {
         return Err(ckpt.bad("these decoders were fine-tuned on another stage 1 than the run's"));
     }
     let model = ckpt.load_model(MxqDecoder::new(&state.config.stage1, device))?;
-    Ok(model.valid())
+    Ok((model.valid(), state.config.stage1.text.map_rank))
 }
 
 #[cfg(test)]

@@ -213,11 +213,14 @@ impl Run {
 
     /// The run's stage 1 (inference mode) and its checkpoint state: `stage1/`, its decoder
     /// half from `decoders/` where one was fine-tuned there (the encoders and codebook are
-    /// `stage1/`'s either way, so the codes are the same).
+    /// `stage1/`'s either way, so the codes are the same; the state's config then has the
+    /// decoders' text map rank).
     pub fn stage1(&self, device: &Device) -> Result<(MxqVae, TrainState), Error> {
-        let (mut vae, state) = self.trained_stage1(device)?;
+        let (mut vae, mut state) = self.trained_stage1(device)?;
         if Checkpoint::new(self.decoders_dir()).exists() {
-            vae.decoder = decoders::load_decoders(&self.decoders_dir(), &state, device)?;
+            let (decoder, map_rank) = decoders::load_decoders(&self.decoders_dir(), &state, device)?;
+            vae.decoder = decoder;
+            state.config.stage1.text.map_rank = map_rank;
         }
         Ok((vae, state))
     }
@@ -298,14 +301,15 @@ impl Run {
     pub fn generator(&self, device: &Device) -> Result<(Generator, MxqConfig, CaptionTokenizer), Error> {
         let (vae, state) = self.stage1(device)?;
         let (prior, prior_state) = self.prior(device)?;
-        if prior_state.config.stage1 != state.config.stage1 {
+        if !prior_state.config.stage1.same_codes(&state.config.stage1) {
             return Err(Error::Checkpoint {
                 path: self.prior_dir().display().to_string(),
                 why: "this prior was trained on the codes of another stage 1 than the run's".into(),
             });
         }
         let tokenizer = Self::tokenizer(&state)?;
-        Ok((Generator { decoder: vae.decoder, prior }, prior_state.config, tokenizer))
+        let config = MxqConfig { stage1: state.config.stage1, ..prior_state.config };
+        Ok((Generator { decoder: vae.decoder, prior }, config, tokenizer))
     }
 
     /// [`Run::generator`] with `bundle`'s prior instead of the run's `prior/`: a bundle

@@ -387,6 +387,11 @@ struct DecodersArgs {
     /// --resume: the run's].
     #[arg(long)]
     given: Option<Half>,
+    /// Replace the text decoder's dense map with two factors through this many values, started
+    /// from its best approximation of that rank: the bundle's largest matrix (4.2 M weights in
+    /// the demo preset; 0.33 M at rank 64) [default: stage 1's map; a --resume: the run's].
+    #[arg(long)]
+    text_map_rank: Option<usize>,
 }
 
 #[derive(Args)]
@@ -787,7 +792,18 @@ fn train_decoders(a: DecodersArgs) -> Result<()> {
     // --given decides which codes are encoded: a resume that would be refused is refused
     // before minutes of encoding, not after
     let dir = run.decoders_dir();
-    train::check_resume(&mxq::train::Checkpoint::new(&dir), <train::DecoderStep as train::Stage<_>>::NAME, &options)?;
+    let ckpt = mxq::train::Checkpoint::new(&dir);
+    train::check_resume(&ckpt, <train::DecoderStep as train::Stage<_>>::NAME, &options)?;
+    let mut config = state.config.clone();
+    if let Some(rank) = a.text_map_rank {
+        config.stage1.text.map_rank = Some(rank);
+        config.check()?;
+        let recorded = if ckpt.exists() { Some(ckpt.state()?.config.stage1.text.map_rank) } else { None };
+        if let Some(recorded) = recorded.filter(|&r| r != Some(rank)) {
+            let was = recorded.map_or("a dense map".to_string(), |r| format!("rank {r}"));
+            bail!("--text-map-rank {rank}: this run's decoders are being trained with {was}; resume without it");
+        }
+    }
     // whole pairs' codes, as a whole-pair prior's (or one half's alone): kept in decoders/
     // between starts
     let mut whole = state.config.clone();
@@ -798,7 +814,7 @@ fn train_decoders(a: DecodersArgs) -> Result<()> {
     let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
     let device = device.autodiff();
-    train::train_decoders(&dir, &state.config, &tokenizer, &data, &codes, &options, vae.decoder, &device, progress)?;
+    train::train_decoders(&dir, &config, &tokenizer, &data, &codes, &options, vae.decoder, &device, progress)?;
     bar.finish();
     Ok(())
 }

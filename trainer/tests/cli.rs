@@ -412,6 +412,40 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     ok(&["export", "--run", &p("refined"), "--prior", &p("tiny.mxq"), "--out", &p("refined.mxq")]);
     ok(&["generate", "--bundle", &p("refined.mxq"), "--count", "3", "--seed", "4", "--out", &p("refined.mxq.gen")]);
     assert_eq!(images("refined.mxq.gen"), images("decoded.mxq.gen"));
+    // a low-rank text map: factored from the run's dense one and fine-tuned, recorded in the
+    // decoders' config (a resume that asks for another rank is refused) and in the bundle's,
+    // which is smaller and generates; the stage-1 file and the dense run's encoder file still
+    // fit it (the codes are the same)
+    let low = p("low");
+    ok(&["import", "--stage1", &p("stage1.mxq"), "--run", &low]);
+    let factored = ["train", "decoders", "--data", &train, "--run", &low, "--text-map-rank", "4"];
+    ok(&[&factored[..], &steps].concat());
+    let rank = |run: &str| {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tmp.path().join(run).join("decoders/state.json")).unwrap())
+                .unwrap();
+        (state["config"]["stage1"]["text"]["map_rank"].as_u64(), state["step"].as_u64())
+    };
+    assert_eq!(rank("low"), (Some(4), Some(2)));
+    assert_eq!(rank("fine"), (None, Some(2)), "a dense map records no rank");
+    let other = ["train", "decoders", "--data", &train, "--run", &low, "--resume", "--max-steps", "3"];
+    let refused =
+        mxq(&[&other[..], &["--text-map-rank", "5"]].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("rank 4"), "{refused:?}");
+    ok(&other);
+    assert_eq!(rank("low"), (Some(4), Some(3)), "resumed at its rank");
+    ok(&["export", "--run", &low, "--prior", &p("tiny.mxq"), "--out", &p("low.mxq")]);
+    let size = |f: &str| std::fs::metadata(tmp.path().join(f)).unwrap().len();
+    assert!(size("low.mxq") + 100_000 < size("decoded.mxq"), "{} vs {}", size("low.mxq"), size("decoded.mxq"));
+    ok(&["generate", "--bundle", &p("low.mxq"), "--count", "3", "--seed", "4", "--out", &p("low.mxq.gen")]);
+    assert_eq!(listing("low.mxq").lines().count(), 3);
+    ok(&["export", "--run", &low, "--stage1", "--f32", "--out", &p("low-stage1.mxq")]);
+    ok(&["import", "--stage1", &p("low-stage1.mxq"), "--run", &p("low2")]);
+    ok(&["export", "--run", &p("low2"), "--prior", &p("tiny.mxq"), "--out", &p("low2.mxq")]);
+    ok(&["generate", "--bundle", &p("low2.mxq"), "--count", "3", "--seed", "4", "--out", &p("low2.mxq.gen")]);
+    assert_eq!(images("low2.mxq.gen"), images("low.mxq.gen"), "the stage-1 file carries the factored map");
+    ok(&["export", "--run", &low, "--prior", &p("captioner.mxq"), "--out", &p("lowcap.mxq")]);
+    assert!(caption("lowcap.mxq", &[]).status.success(), "the dense run's encoder file fits");
     // decoders trained on one half's codes alone: recorded, kept to on a resume, and their
     // codes are another file than the whole pairs'
     let read = p("read");

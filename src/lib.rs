@@ -33,6 +33,7 @@ pub mod bundle;
 pub mod sample;
 
 pub mod eval;
+#[cfg(feature = "train")]
 pub mod train;
 
 pub use config::MxqConfig;

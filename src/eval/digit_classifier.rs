@@ -5,16 +5,13 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 
 use crate::data::grammar::{Region, SIDE};
 use crate::data::idx::Digits;
-use crate::rng::{Rng, Stream};
 
 /// Side of a region, the classifier's input.
 pub const REGION: usize = 32;
@@ -152,6 +149,7 @@ pub fn accuracy(model: &DigitClassifier, digits: &Digits, device: &Device) -> f6
 /// at a random offset of the generator's range and brightness in [0.5, 1]. A short plain
 /// loop (minutes): no checkpoints, since retraining is cheaper than resuming.
 /// `device` must be an autodiff device; `on_epoch(epoch, mean loss)` reports progress.
+#[cfg(feature = "train")]
 pub fn train(
     digits: &Digits,
     epochs: usize,
@@ -159,6 +157,9 @@ pub fn train(
     device: &Device,
     on_epoch: &mut dyn FnMut(usize, f64),
 ) -> DigitClassifier {
+    use crate::rng::{Rng, Stream};
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
     device.seed(seed);
     let mut model = DigitClassifier::new(device);
     let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(1e-4).init();

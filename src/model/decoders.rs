@@ -105,10 +105,13 @@ impl TextDecoder {
     /// `W = U·S·Vᵀ`, the factors `U_r` and `U_rᵀ·W`, `U_r` the leading eigenvectors of `W·Wᵀ`
     /// (nalgebra's symmetric eigendecomposition, in f64). What `mxq train decoders
     /// --text-map-rank` starts from: it reads nearly as the dense map did. Reads the weights
-    /// back from the device (native only); a map already factored is an error.
+    /// back from the device (native only); a map already of rank `rank` stays as it is, one of
+    /// another rank is an error.
     pub fn factored(mut self, rank: usize) -> Result<Self, crate::Error> {
-        if self.to_rank.is_some() {
-            return Err(crate::Error::Config("the text decoder's map is already low-rank".into()));
+        match self.to_rank.as_ref().map(|f| f.weight.dims()[1]) {
+            Some(r) if r == rank => return Ok(self),
+            Some(r) => return Err(crate::Error::Config(format!("the text decoder's map is of rank {r}, not {rank}"))),
+            None => {}
         }
         let w = self.to_tokens.weight.val().detach(); // [in, out]
         let ([d_in, d_out], device) = (w.dims(), w.device());
@@ -167,8 +170,10 @@ mod tests {
         };
         assert!(differs(3) < 1e-4, "rank 3 of a rank-3 map: {}", differs(3));
         assert!(differs(2) > 1e-2, "rank 2 of a rank-3 map: {}", differs(2));
-        let twice = a.factored(3).unwrap().factored(3);
-        assert!(twice.is_err_and(|e| e.to_string().contains("already low-rank")));
+        let once = a.factored(3).unwrap();
+        let twice = once.clone().factored(3).unwrap();
+        assert_eq!(twice.to_tokens.weight.val().to_data(), once.to_tokens.weight.val().to_data(), "kept as it is");
+        assert!(once.factored(2).is_err_and(|e| e.to_string().contains("of rank 3, not 2")));
         assert!(dense().factored(d_in.min(d_out) + 1).is_err());
     }
 }

@@ -444,6 +444,8 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     ok(&["export", "--run", &p("low2"), "--prior", &p("tiny.mxq"), "--out", &p("low2.mxq")]);
     ok(&["generate", "--bundle", &p("low2.mxq"), "--count", "3", "--seed", "4", "--out", &p("low2.mxq.gen")]);
     assert_eq!(images("low2.mxq.gen"), images("low.mxq.gen"), "the stage-1 file carries the factored map");
+    ok(&[&["train", "decoders", "--data", &train, "--run", &p("low2")][..], &steps].concat());
+    assert_eq!(rank("low2"), (Some(4), Some(2)), "a run of a factored stage 1 fine-tunes it at its rank");
     ok(&["export", "--run", &low, "--prior", &p("captioner.mxq"), "--out", &p("lowcap.mxq")]);
     assert!(caption("lowcap.mxq", &[]).status.success(), "the dense run's encoder file fits");
     // decoders trained on one half's codes alone: recorded, kept to on a resume, and their

@@ -11,10 +11,10 @@ pub const BLOCK: usize = 64;
 pub enum Precision {
     F32,
     Int8,
-    /// The text decoder's dense map (half of an int8 bundle's bytes) in 4-bit blocks, every
-    /// other weight in int8 blocks: 24% fewer bytes, no measured loss (README). Decoded to
-    /// f32 at load like int8, so every backend runs it unchanged. The prior stays int8: in
-    /// 4 bits it drew a measurably worse mix of pairs.
+    /// The text decoder's map (dense: half of an int8 bundle's bytes; factored: its
+    /// `rank × tokens` factor) in 4-bit blocks, every other weight in int8 blocks: no
+    /// measured loss (README). Decoded to f32 at load like int8, so every backend runs it
+    /// unchanged. The prior stays int8: in 4 bits it agreed on measurably fewer pairs.
     Int4,
 }
 

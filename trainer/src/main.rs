@@ -796,6 +796,9 @@ fn train_decoders(a: DecodersArgs) -> Result<()> {
     train::check_resume(&ckpt, <train::DecoderStep as train::Stage<_>>::NAME, &options)?;
     let mut config = state.config.clone();
     if let Some(rank) = a.text_map_rank {
+        if let Some(had) = state.config.stage1.text.map_rank.filter(|&had| had != rank) {
+            bail!("--text-map-rank {rank}: this run's stage 1 has its text map at rank {had} already");
+        }
         config.stage1.text.map_rank = Some(rank);
         config.check()?;
         let recorded = if ckpt.exists() { Some(ckpt.state()?.config.stage1.text.map_rank) } else { None };

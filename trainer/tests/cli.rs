@@ -446,6 +446,11 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     assert_eq!(images("low2.mxq.gen"), images("low.mxq.gen"), "the stage-1 file carries the factored map");
     ok(&[&["train", "decoders", "--data", &train, "--run", &p("low2")][..], &steps].concat());
     assert_eq!(rank("low2"), (Some(4), Some(2)), "a run of a factored stage 1 fine-tunes it at its rank");
+    ok(&["import", "--stage1", &p("low-stage1.mxq"), "--run", &p("low3")]);
+    let again = ["train", "decoders", "--data", &train, "--run", &p("low3"), "--text-map-rank", "5"];
+    let refused = mxq(&[&again[..], &steps].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("rank 4"), "{refused:?}");
+    assert!(!tmp.path().join("low3/decoders").exists(), "refused before its codes are encoded");
     ok(&["export", "--run", &low, "--prior", &p("captioner.mxq"), "--out", &p("lowcap.mxq")]);
     assert!(caption("lowcap.mxq", &[]).status.success(), "the dense run's encoder file fits");
     // decoders trained on one half's codes alone: recorded, kept to on a resume, and their

@@ -147,7 +147,12 @@ mod tests {
         let device = crate::cpu();
         let c = MxqConfig::tiny().stage1;
         let (d_in, d_out) = (c.text.positions * c.codebook.dim, c.text.token_length * c.text.embed);
-        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 0.3), &device);
+        // seeded factors (the layers' own init is the device's draw: shared by both sides)
+        let random = |shape: [usize; 2]| {
+            let mut rng = crate::rng::Rng::new(shape[0] as u64, crate::rng::Stream::Test(shape[1] as u64));
+            let values = (0..shape[0] * shape[1]).map(|_| rng.unit_f32() - 0.5).collect();
+            Tensor::<2>::from_data(TensorData::new(values, shape), &device)
+        };
         let dense = || {
             let mut decoder = TextDecoder::new(&c, &device);
             decoder.to_tokens.weight = Param::from_tensor(random([d_in, 3]).matmul(random([3, d_out])));

@@ -218,7 +218,8 @@ impl Demo {
 }
 
 /// The bytes of a bundle shaped as the shipped demo bundle (the demo preset, 16 caption
-/// codes, caption first, trained with unconditional sequences; int4) with untrained weights
+/// codes, the text map factored at rank 64, caption first, trained with unconditional
+/// sequences; int4) with untrained weights
 /// and a tokenizer trained on two captions: what [`Demo::warm_up`] runs.
 fn warm_up_bundle() -> Result<Vec<u8>, mxq::Error> {
     use mxq::bundle::{Generator, Precision};
@@ -226,6 +227,7 @@ fn warm_up_bundle() -> Result<Vec<u8>, mxq::Error> {
     let tokenizer = mxq::data::tokenizer::CaptionTokenizer::train(captions.into_iter(), 128, 64)?;
     let mut config = mxq::MxqConfig::demo();
     config.stage1.text.positions = 16;
+    config.stage1.text.map_rank = Some(64);
     config.stage1.text.vocab_size = tokenizer.vocab_size();
     config.prior.order = mxq::config::SequenceOrder::TextFirst;
     config.prior.unconditional = 0.1;
@@ -460,5 +462,22 @@ mod tests {
     #[test]
     fn rgba_adds_an_opaque_alpha() {
         assert_eq!(super::rgba(&[1, 2, 3, 4, 5, 6]), vec![1, 2, 3, 255, 4, 5, 6, 255]);
+    }
+
+    /// The warm-up runs the code the shipped bundle runs: the same model shapes and storage;
+    /// only the tokenizer (so the vocabulary) and how stage 1 was trained (its masking) differ.
+    #[test]
+    fn the_warm_up_bundle_is_shaped_as_the_shipped_one() {
+        let load = |bytes: &[u8]| mxq::bundle::load(bytes, &mxq::cpu(), Default::default()).unwrap();
+        let shipped = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/demo.mxq.safetensors")).unwrap();
+        let (shipped, warm) = (load(&shipped), load(&super::warm_up_bundle().unwrap()));
+        let shape = |b: &mxq::bundle::Bundle| {
+            let mut config = b.config.clone();
+            config.stage1.text.vocab_size = 0;
+            let mut config = serde_json::to_value(&config).unwrap();
+            config["stage1"].as_object_mut().unwrap().remove("masking");
+            (config, b.precision, b.packed_prior.is_some())
+        };
+        assert_eq!(shape(&warm), shape(&shipped));
     }
 }

@@ -111,8 +111,8 @@ fn main() {
         let browser = browser(webgpu);
         // load + the first pair (batch 1) straight after the bundle arrives
         let backend = if webgpu { "webgpu" } else { "cpu" };
-        let tab =
-            open(&browser, &format!("{base}/index.html?backend={backend}&count=1&batch=1&seed=1&autorun=1{extra}"));
+        let first_pair = format!("{base}/index.html?backend={backend}&count=1&batch=1&seed=1&autorun=1{extra}");
+        let tab = open(&browser, &first_pair);
         wait_for(&tab, "document.body.dataset.state", &["done"], Duration::from_secs(300));
         let label = eval(&tab, "document.getElementById('backend').textContent");
         // the CPU build's SIMD beside the label: 'relaxed' or 'plain'
@@ -170,7 +170,7 @@ fn main() {
         // later visits in the same profile: the bundle comes from the HTTP cache at once, so no
         // warm-up runs, and the wasm engine may reuse the optimised code it cached for the wasm
         for visit in 2..=3 {
-            let tab = open(&browser, &format!("{base}/index.html?backend={backend}&count=1&batch=1&seed=1&autorun=1{extra}"));
+            let tab = open(&browser, &first_pair);
             wait_for(&tab, "document.body.dataset.state", &["done"], Duration::from_secs(300));
             let since = eval(&tab, "Number(document.body.dataset.sinceBundleMs)");
             let load = eval(&tab, "Number(document.body.dataset.loadMs)");

@@ -213,8 +213,8 @@ fn the_image_after_a_caption_is_drawn_at_the_second_temperature() {
     assert!(a.iter().zip(&g).any(|(a, g)| order(a)[first..] != order(g)[first..]), "the images are drawn otherwise");
 }
 
-/// Stage 1 mixes the caption into the image codes a little (README: 97.5% of the committed
-/// stage 1's image codes stay the same with the caption masked), which is why a conditional
+/// Stage 1 mixes the caption into the image codes a little (docs/consistency.md: 97.5% of the
+/// committed stage 1's image codes stay the same with the caption masked), which is why a conditional
 /// prior trains on the codes of the image alone: those captioning gives it. Checked on the
 /// committed stage-1 file, where the two differ (untrained weights hardly mix).
 #[test]

@@ -13,7 +13,7 @@ use mxq::sample::sampler::{CachedPrior, Sampling};
 #[test]
 fn shipped_demo_bundle_generates_pairs_deterministically() {
     let bytes = common::shipped_bundle();
-    // 16 text codes (README, "Where consistency is lost") took it from 6.4 to 8.6 MB
+    // 16 text codes (docs/consistency.md) took it from 6.4 to 8.6 MB
     assert!(bytes.len() <= 9 << 20, "the demo bundle stays within 9 MB");
     let device = mxq::cpu();
     let bundle = common::load(&bytes);
@@ -214,7 +214,7 @@ fn int4_export_stores_the_text_map_in_half_the_bytes() {
 /// does by default (the best of 8, scored by the shipped demo bundle): the captions
 /// parse and name the regions and colours of the true caption (order aside) for part of the
 /// first 16 test images, and its units, numerals too, for a few. (Most numerals it names
-/// are still wrong: README, "Captioning".)
+/// are still wrong: docs/consistency.md, "Captioning".)
 #[test]
 fn shipped_captioner_captions_test_images() {
     use mxq::data::grammar::parse_caption;

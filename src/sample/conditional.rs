@@ -42,7 +42,7 @@ impl Encoder {
 /// page's "caption this"): [`CAPTION_CANDIDATES`] captions at [`CAPTION_TEMPERATURE`] from a
 /// fixed seed, the one the caption-first prior finds most likely with the image kept
 /// ([`crate::sample::rerank`]) — so an image gets the same caption every time. Chosen on 1,000
-/// test images (README, "Best of K"): 45.8% / 44.6% of captions right (two seeds) against
+/// test images (docs/consistency.md, "Best of K"): 45.8% / 44.6% of captions right (two seeds) against
 /// 40.0% greedily; temperatures 0.3 and 0.7 within a point of it, 16 candidates no better.
 pub const CAPTION_CANDIDATES: usize = 8;
 pub const CAPTION_TEMPERATURE: f32 = 0.5;

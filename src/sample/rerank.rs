@@ -7,7 +7,7 @@
 //! image, and the caption-first prior scores each whole pair, log p(caption codes, image
 //! codes) — for a fixed image, the caption's posterior up to a constant. Drawing images can
 //! be reranked the same way (the captioner scoring log p(caption codes | image codes)), but
-//! measured no gain (README, "Best of K").
+//! measured no gain (docs/consistency.md, "Best of K").
 //!
 //! The candidates are scored step by step ([`Scoring`], the mirror of
 //! [`crate::sample::Sampling`]): the same kernels as sampling, on every backend, so the page

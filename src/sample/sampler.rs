@@ -19,20 +19,20 @@ use crate::rng::{Rng, Stream};
 /// chosen on the distribution targets, not on consistency alone — for the shipped bundle the
 /// lowest measured (0.8 / 0.9 / 1.0) whose pairs keep the data's digit-count mix (TV ≤ 0.10),
 /// variety (distinct captions ≥ 0.75) and copy no more training captions than real pairs do
-/// plus 10 points (README, "Where consistency is lost").
+/// plus 10 points (docs/consistency.md).
 pub const DEFAULT_TEMPERATURE: f32 = 0.9;
 
 /// The guidance of `mxq generate`, `mxq eval` and the page for a prior trained with
 /// unconditional sequences (`prior.unconditional` > 0; others sample at 1, the prior as it
 /// is): [`crate::bundle::Bundle::default_options`]. Chosen on the same distribution targets
-/// as the temperature (README, "Guidance").
+/// as the temperature (docs/consistency.md, "Guidance").
 pub const DEFAULT_GUIDANCE: f32 = 2.0;
 
 /// The temperature of the image codes after a caption's (a caption-first prior's second
 /// part) unless told otherwise: [`crate::bundle::Bundle::default_options`]. The captions are
 /// still drawn at [`DEFAULT_TEMPERATURE`], so what is said keeps the data's variety, and the
 /// image follows it more closely. Chosen on the same distribution targets, with fidelity
-/// (README, "Where the prior loses multi-digit pairs").
+/// (docs/consistency.md, "Where the prior loses multi-digit pairs").
 pub const DEFAULT_SECOND_TEMPERATURE: f32 = 0.6;
 
 /// A prior that runs new positions against a cache of the earlier ones.

@@ -292,7 +292,8 @@ fn a_conditional_prior_trains_on_the_codes_captioning_gives_it_and_draws_no_whol
 }
 
 /// An encoder file is the stage-1 file's encode half: the same codes for what is given, in
-/// fewer bytes; each kind of file is refused by name where another is wanted.
+/// fewer bytes (fewer still with its text map in 4 bits); each kind of file is refused by name
+/// where another is wanted.
 #[test]
 fn an_encoder_file_encodes_as_its_stage_1_file_does() {
     let device = mxq::cpu();
@@ -310,6 +311,18 @@ fn an_encoder_file_encodes_as_its_stage_1_file_does() {
         );
         assert_eq!(a.prefix, b.prefix, "{}", pair.caption);
     }
+    // `--int4` stores the text encoder's map in 4 bits: half a byte less per weight of it
+    let int4 =
+        bundle::export_encoder(&file.vae.clone().into_coder(), &file.config, &file.tokenizer, Precision::Int4).unwrap();
+    let t = &file.config.stage1.text;
+    let map = t.token_length * t.embed * t.positions * file.config.stage1.codebook.dim;
+    assert!(
+        int4.len() + map * 4 / 10 < encoder_bytes.len(),
+        "int4 {} against int8 {} bytes",
+        int4.len(),
+        encoder_bytes.len()
+    );
+    bundle.encoder(bundle::load_encoder(&int4, &device).unwrap()).expect("the 4-bit file belongs to its bundle");
     let refused = error(bundle::load_stage1(&encoder_bytes, &device));
     assert!(refused.contains("encoder file") && refused.contains("mxq export --stage1"), "{refused}");
     let refused = error(bundle::load(&encoder_bytes, &device, LoadOptions::default()));

@@ -12,14 +12,15 @@ pub enum Precision {
     F32,
     Int8,
     /// The text decoder's map (dense: half of an int8 bundle's bytes; factored: its
-    /// `rank × tokens` factor) in 4-bit blocks, every other weight in int8 blocks: no
-    /// measured loss (README). Decoded to f32 at load like int8, so every backend runs it
-    /// unchanged. The prior stays int8: in 4 bits it agreed on measurably fewer pairs.
+    /// `rank × tokens` factor) and the text encoder's map (4.2 M of an encoder file's 5.0 M
+    /// weights) in 4-bit blocks, every other weight in int8 blocks: no measured loss (README).
+    /// Decoded to f32 at load like int8, so every backend runs it unchanged. The prior stays
+    /// int8: in 4 bits it agreed on measurably fewer pairs.
     Int4,
 }
 
-/// The weights [`Precision::Int4`] stores in 4 bits.
-pub const INT4_WEIGHTS: [&str; 1] = ["decoder.text.to_tokens.weight"];
+/// The weights [`Precision::Int4`] stores in 4 bits: the two text maps.
+pub const INT4_WEIGHTS: [&str; 2] = ["decoder.text.to_tokens.weight", "encoder.text.to_codes.weight"];
 
 /// Whether [`Precision::Int4`] stores this weight in 4 bits: one of [`INT4_WEIGHTS`] whose
 /// last axis is even (it is stored at half its length).

@@ -174,3 +174,42 @@ fn nearby_seeds_draw_no_batch_in_common() {
         }
     }
 }
+
+/// `combine`: the weighted sum of bundles' weights, every tensor (`mxq export --prior A --prior
+/// B`): the mean of two, `1, 1, -1` of (a, b, a) gives b back exactly; bundles of another
+/// config, an empty list and a weight that is not finite are refused by name.
+#[test]
+fn combined_bundles_hold_the_weighted_sum_of_their_weights() {
+    use mxq::weights::{f32s, module_tensors};
+    let (first, cfg, tok, device) = setup();
+    let second = Generator::new(&cfg, &device);
+    let (a, b) = (
+        bundle::export(&first, &cfg, &tok, Precision::F32).unwrap(),
+        bundle::export(&second, &cfg, &tok, Precision::F32).unwrap(),
+    );
+    let tensors = |bytes: &[u8]| {
+        let loaded = bundle::load(bytes, &device, LoadOptions { packed_kernels: false }).unwrap();
+        assert_eq!((loaded.config, loaded.precision), (cfg.clone(), Precision::F32));
+        module_tensors(&loaded.generator).unwrap()
+    };
+    let (ta, tb) = (tensors(&a), tensors(&b));
+    let mean = tensors(&bundle::combine(&[(&a, 0.5), (&b, 0.5)]).unwrap());
+    let mut moved = 0;
+    for (name, t) in &mean {
+        let (x, y, m) = (f32s(&ta[name].data), f32s(&tb[name].data), f32s(&t.data));
+        for ((x, y), m) in x.iter().zip(&y).zip(&m) {
+            assert!((m - (x + y) / 2.0).abs() <= 1e-6 * (x.abs() + y.abs()), "{name}: {m} is not the mean of {x}, {y}");
+        }
+        moved += usize::from(x != y);
+    }
+    assert!(moved > 0, "two initialisations differ somewhere");
+    assert_eq!(tensors(&bundle::combine(&[(&a, 1.0), (&b, 1.0), (&a, -1.0)]).unwrap()), tb);
+
+    let error = |r: Result<Vec<u8>, mxq::Error>| r.unwrap_err().to_string();
+    let mut wider = cfg.clone();
+    wider.prior.layers += 1;
+    let other = bundle::export(&Generator::new(&wider, &device), &wider, &tok, Precision::F32).unwrap();
+    assert!(error(bundle::combine(&[(&a, 0.5), (&other, 0.5)])).contains("another config"));
+    assert!(error(bundle::combine(&[])).contains("no bundles"));
+    assert!(error(bundle::combine(&[(&a, f64::NAN)])).contains("weight"));
+}

@@ -12,6 +12,8 @@ pub mod format;
 /// The largest bundle file a caller should read (the paper preset's f32 bundle is ~100 MB).
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 
+use std::collections::BTreeMap;
+
 use burn::module::Module;
 use burn::prelude::*;
 
@@ -248,7 +250,7 @@ pub fn load_encoder(bytes: &[u8], device: &Device) -> Result<EncoderFile, Error>
 /// parameters lazily, so their count is known first).
 fn load_checked<M: Module>(
     module: &mut M,
-    weights: std::collections::BTreeMap<String, burn::tensor::TensorData>,
+    weights: BTreeMap<String, burn::tensor::TensorData>,
     parameters: usize,
 ) -> Result<(), Error> {
     if module.num_params() > parameters {
@@ -278,4 +280,55 @@ fn packs_on(device: &Device) -> bool {
         let _ = device;
         false
     }
+}
+
+/// A weighted sum of bundles' weights, written as one f32 bundle: with weights summing to 1,
+/// the mean of fine-tunes from one start (a "model soup", Wortsman et al. 2022). Written by
+/// hand because no library averages safetensors files. The files must be bundles of one
+/// config and tokenizer with the same tensors (fine-tunes of one prior), else the error says
+/// what differs.
+pub fn combine(files: &[(&[u8], f64)]) -> Result<Vec<u8>, Error> {
+    let bad = |why: String| Error::Bundle(why);
+    let read = files.iter().map(|&(bytes, w)| Ok((format::read(bytes)?, w))).collect::<Result<Vec<_>, Error>>()?;
+    let Some((base, _)) = read.first() else {
+        return Err(bad("no bundles to combine".into()));
+    };
+    if base.kind != format::Kind::Generator {
+        return Err(bad("only bundles (decoders and prior) are combined".into()));
+    }
+    let mut sums: BTreeMap<&str, (Vec<usize>, Vec<f64>)> =
+        base.weights.iter().map(|(n, d)| (n.as_str(), (d.shape().to_vec(), vec![0.0; d.num_elements()]))).collect();
+    for (i, (c, weight)) in read.iter().enumerate() {
+        let which = i + 1;
+        if !weight.is_finite() {
+            return Err(bad(format!("bundle {which} has a weight of {weight}")));
+        }
+        if c.kind != base.kind || c.config_json != base.config_json || c.tokenizer_json != base.tokenizer_json {
+            return Err(bad(format!(
+                "bundle {which} has another config or tokenizer than the first: not a fine-tune of the same prior"
+            )));
+        }
+        if c.weights.len() != sums.len() {
+            return Err(bad(format!("bundle {which} holds {} tensors, the first {}", c.weights.len(), sums.len())));
+        }
+        for (name, data) in &c.weights {
+            let Some((_, sum)) = sums.get_mut(name.as_str()).filter(|(shape, _)| *shape == data.shape().to_vec())
+            else {
+                return Err(bad(format!(
+                    "bundle {which} has a tensor {name} that the first has not, or of another shape"
+                )));
+            };
+            let values = data.iter::<f32>();
+            sum.iter_mut().zip(values).for_each(|(s, v)| *s += weight * f64::from(v));
+        }
+    }
+    let tensors = sums
+        .into_iter()
+        .map(|(name, (shape, sum))| {
+            let values: Vec<f32> = sum.into_iter().map(|v| v as f32).collect();
+            let data = crate::weights::f32_bytes(&values);
+            (name.to_string(), crate::weights::OwnedTensor { dtype: safetensors::Dtype::F32, shape, data })
+        })
+        .collect();
+    format::write(tensors, base.config_json.clone(), base.tokenizer_json.clone(), Precision::F32)
 }

@@ -7,7 +7,7 @@ mod bench;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -454,9 +454,15 @@ struct ExportArgs {
     stage1: bool,
     /// Ship this bundle's prior (and its config) with the run's decoders instead of the run's
     /// prior/: a bundle exported again after `mxq train decoders`. It must be a prior of the
-    /// run's stage 1 (checked: config, tokenizer, codebook).
+    /// run's stage 1 (checked: config, tokenizer, codebook). Given more than once: the mean of
+    /// these bundles' weights (fine-tunes of one prior: a weight "soup"), or with
+    /// --prior-weights their weighted sum.
     #[arg(long, conflicts_with_all = ["stage1", "encoder"])]
-    prior: Option<PathBuf>,
+    prior: Vec<PathBuf>,
+    /// One weight per --prior, comma-separated (e.g. `1,1,-1`: two fine-tunes' updates added
+    /// to the start they share) [default: the mean].
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, requires = "prior")]
+    prior_weights: Option<Vec<f64>>,
     /// Write stage 1's encode half alone (encoders, codebook, config, tokenizer): the
     /// `--stage1` file of `mxq caption` and `mxq generate --caption`, and the page's, in half
     /// the bytes of a stage-1 file.
@@ -873,12 +879,31 @@ fn export(a: ExportArgs) -> Result<()> {
         Run::new(&a.run).export_encoder(precision, &mxq::cpu())?
     } else {
         let run = Run::new(&a.run);
-        let (generator, config, tokenizer) = match &a.prior {
-            Some(path) => {
-                let bundle = load_bundle(path, &LoadArgs { no_packed_kernels: true }, &mxq::cpu())?;
-                run.generator_with(bundle, &mxq::cpu())?
+        let load = LoadArgs { no_packed_kernels: true };
+        let (generator, config, tokenizer) = match a.prior.as_slice() {
+            [] => run.generator(&mxq::cpu())?,
+            [path] if a.prior_weights.is_none() => {
+                run.generator_with(load_bundle(path, &load, &mxq::cpu())?, &mxq::cpu())?
             }
-            None => run.generator(&mxq::cpu())?,
+            paths => {
+                let weights = a.prior_weights.unwrap_or_else(|| vec![1.0 / paths.len() as f64; paths.len()]);
+                ensure!(
+                    weights.len() == paths.len(),
+                    "--prior-weights has {} weights for {} --prior files",
+                    weights.len(),
+                    paths.len()
+                );
+                let files = paths
+                    .iter()
+                    .map(|p| {
+                        mxq::error::read_bounded(p, bundle::MAX_BUNDLE_BYTES)
+                            .with_context(|| format!("reading {}", p.display()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let weighted: Vec<(&[u8], f64)> = files.iter().map(Vec::as_slice).zip(weights).collect();
+                let bytes = bundle::combine(&weighted).context("combining the --prior bundles")?;
+                run.generator_with(bundle::load(&bytes, &mxq::cpu(), load.options())?, &mxq::cpu())?
+            }
         };
         bundle::export(&generator, &config, &tokenizer, precision)?
     };

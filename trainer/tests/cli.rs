@@ -395,6 +395,15 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     ok(&["generate", "--bundle", &p("again.mxq"), "--count", "3", "--seed", "4", "--out", &p("again.mxq.gen")]);
     assert_eq!(listing("again.mxq"), listing("tiny.mxq"), "a bundle re-exported with its own decoders");
     assert_eq!(images("again.mxq.gen"), images("tiny.mxq.gen"));
+    // `--prior` twice ships the weighted sum of the priors: `2,-1` of a bundle and itself is it
+    let soup = ["export", "--run", &p("run"), "--prior", &p("tiny.mxq"), "--prior", &p("tiny.mxq")];
+    ok(&[&soup[..], &["--prior-weights", "2,-1", "--out", &p("soup.mxq")]].concat());
+    ok(&["generate", "--bundle", &p("soup.mxq"), "--count", "3", "--seed", "4", "--out", &p("soup.mxq.gen")]);
+    assert_eq!(listing("soup.mxq"), listing("tiny.mxq"), "a bundle combined with itself");
+    let x = p("x.mxq");
+    let refused = [&soup[..], &["--prior-weights", "1", "--out", &x]].concat();
+    let refused = mxq(&refused.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("1 weights for 2"), "{refused:?}");
     let (fine, steps) = (p("fine"), ["--batch-size", "16", "--max-steps", "2", "--lr", "0.01", "--warmup-steps", "0"]);
     let decoders = ["train", "decoders", "--data", &train, "--run", &fine];
     ok(&[&decoders[..], &steps].concat());

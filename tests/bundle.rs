@@ -213,3 +213,32 @@ fn combined_bundles_hold_the_weighted_sum_of_their_weights() {
     assert!(error(bundle::combine(&[])).contains("no bundles"));
     assert!(error(bundle::combine(&[(&a, f64::NAN)])).contains("weight"));
 }
+
+/// `Bundle::with_prior_of` (`mxq export --decoders B --prior P`): one bundle's decoders, stored
+/// as they are, with another's prior and prior config; a prior of another stage 1 (here: its
+/// own random codebook) is refused by name.
+#[test]
+fn a_bundle_takes_the_prior_of_another_of_its_stage_1() {
+    use mxq::weights::module_tensors;
+    let (first, cfg, tok, device) = setup();
+    let mut deeper = cfg.clone();
+    deeper.prior.layers += 1;
+    let other = Generator::new(&deeper, &device);
+    let fine_tune = Generator { decoder: first.decoder.clone(), prior: other.prior.clone() };
+    let load = |g: &Generator, c: &MxqConfig| {
+        let bytes = bundle::export(g, c, &tok, Precision::Int8).unwrap();
+        bundle::load(&bytes, &device, LoadOptions { packed_kernels: false }).unwrap()
+    };
+    let (ours, theirs) = (load(&first, &cfg), load(&fine_tune, &deeper));
+    let decoder = module_tensors(&ours.generator.decoder).unwrap();
+    let prior = module_tensors(&theirs.generator.prior).unwrap();
+    let (generator, config, tokenizer) = ours.with_prior_of(theirs).unwrap();
+    assert_eq!((config, tokenizer.to_json()), (deeper.clone(), tok.to_json()));
+    assert_eq!(module_tensors(&generator.decoder).unwrap(), decoder);
+    assert_eq!(module_tensors(&generator.prior).unwrap(), prior);
+
+    let stranger = load(&other, &deeper);
+    let refused = load(&first, &cfg).with_prior_of(stranger).err().expect("another codebook is refused");
+    let why = refused.to_string();
+    assert!(why.contains("another stage 1") && why.contains("(the codebook differs)"), "{why}");
+}

@@ -151,6 +151,20 @@ impl Bundle {
         }
         Ok(())
     }
+
+    /// This bundle's decoders with `other`'s prior (and its prior config), to export as one
+    /// bundle: a prior fine-tuned on a run imported from a shipped stage-1 file ships with the
+    /// shipped bundle's decoders as they are stored. `other` must be a prior of this stage 1
+    /// ([`Bundle::check_stage1`]).
+    pub fn with_prior_of(self, other: Bundle) -> Result<(Generator, MxqConfig, CaptionTokenizer), Error> {
+        if let Err(differs) = other.check_stage1(&self.config.stage1, &self.tokenizer.to_json(), &self.codebook) {
+            return Err(Error::Bundle(format!(
+                "the prior's bundle was trained on another stage 1 than the decoders' bundle ({differs} differs)"
+            )));
+        }
+        let config = MxqConfig { prior: other.config.prior, ..self.config };
+        Ok((Generator { decoder: self.generator.decoder, prior: other.generator.prior }, config, self.tokenizer))
+    }
 }
 
 /// A trained stage 1 read from a stage-1 file ([`export_stage1`]).

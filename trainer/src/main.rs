@@ -433,10 +433,16 @@ struct PriorArgs {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["run", "decoders"])))]
 struct ExportArgs {
     /// Run folder with finished stage1/ and prior/ (with --stage1 or --encoder: stage1/ alone).
     #[arg(long)]
-    run: PathBuf,
+    run: Option<PathBuf>,
+    /// Ship the --prior bundles' prior with this bundle's decoders, stored as they are, instead
+    /// of a run's: no run needed, so a prior fine-tuned on a run imported from a shipped stage-1
+    /// file (`mxq import`) ships beside the shipped bundle with the same decoder.
+    #[arg(long, requires = "prior")]
+    decoders: Option<PathBuf>,
     /// Bundle file to write.
     #[arg(long)]
     out: PathBuf,
@@ -452,9 +458,9 @@ struct ExportArgs {
     /// record) instead of a bundle: `mxq import` starts other runs from it.
     #[arg(long)]
     stage1: bool,
-    /// Ship this bundle's prior (and its config) with the run's decoders instead of the run's
-    /// prior/: a bundle exported again after `mxq train decoders`. It must be a prior of the
-    /// run's stage 1 (checked: config, tokenizer, codebook). Given more than once: the mean of
+    /// Ship this bundle's prior (and its config) with the run's (or --decoders') decoders
+    /// instead of the run's prior/: a bundle exported again after `mxq train decoders`. It must
+    /// be a prior of the same stage 1 (checked: config, tokenizer, codebook). Given more than once: the mean of
     /// these bundles' weights (fine-tunes of one prior: a weight "soup"), or with
     /// --prior-weights their weighted sum.
     #[arg(long, conflicts_with_all = ["stage1", "encoder"])]
@@ -873,18 +879,20 @@ fn export(a: ExportArgs) -> Result<()> {
         (_, true) => Precision::Int4,
         _ => Precision::Int8,
     };
-    let bytes = if a.stage1 {
-        Run::new(&a.run).export_stage1(precision, &mxq::cpu())?
-    } else if a.encoder {
-        Run::new(&a.run).export_encoder(precision, &mxq::cpu())?
+    let load = LoadArgs { no_packed_kernels: true };
+    // the decoders' source: a run folder, or (--decoders) a bundle
+    let with_prior = |prior: Bundle| match (&a.decoders, &a.run) {
+        (Some(path), _) => Ok(load_bundle(path, &load, &mxq::cpu())?.with_prior_of(prior)?),
+        (None, Some(run)) => Ok(Run::new(run).generator_with(prior, &mxq::cpu())?),
+        (None, None) => bail!("--run or --decoders is needed"),
+    };
+    let bytes = if a.stage1 || a.encoder {
+        let run = Run::new(a.run.as_deref().context("--stage1 and --encoder export a --run")?);
+        if a.stage1 { run.export_stage1(precision, &mxq::cpu())? } else { run.export_encoder(precision, &mxq::cpu())? }
     } else {
-        let run = Run::new(&a.run);
-        let load = LoadArgs { no_packed_kernels: true };
         let (generator, config, tokenizer) = match a.prior.as_slice() {
-            [] => run.generator(&mxq::cpu())?,
-            [path] if a.prior_weights.is_none() => {
-                run.generator_with(load_bundle(path, &load, &mxq::cpu())?, &mxq::cpu())?
-            }
+            [] => Run::new(a.run.as_deref().context("--run is needed without --prior")?).generator(&mxq::cpu())?,
+            [path] if a.prior_weights.is_none() => with_prior(load_bundle(path, &load, &mxq::cpu())?)?,
             paths => {
                 let weights = a.prior_weights.unwrap_or_else(|| vec![1.0 / paths.len() as f64; paths.len()]);
                 ensure!(
@@ -902,7 +910,7 @@ fn export(a: ExportArgs) -> Result<()> {
                     .collect::<Result<Vec<_>>>()?;
                 let weighted: Vec<(&[u8], f64)> = files.iter().map(Vec::as_slice).zip(weights).collect();
                 let bytes = bundle::combine(&weighted).context("combining the --prior bundles")?;
-                run.generator_with(bundle::load(&bytes, &mxq::cpu(), load.options())?, &mxq::cpu())?
+                with_prior(bundle::load(&bytes, &mxq::cpu(), load.options())?)?
             }
         };
         bundle::export(&generator, &config, &tokenizer, precision)?

@@ -415,6 +415,15 @@ fn tiny_pipeline_from_data_to_generated_pairs() {
     ok(&["export", "--run", &fine, "--prior", &p("tiny.mxq"), "--out", &p("decoded.mxq")]);
     ok(&["generate", "--bundle", &p("decoded.mxq"), "--count", "3", "--seed", "4", "--out", &p("decoded.mxq.gen")]);
     assert_ne!(images("decoded.mxq.gen"), images("tiny.mxq.gen"), "the fine-tuned decoders are the bundle's");
+    // or with a bundle's decoders, no run: the same pairs as the bundle whose prior it takes
+    ok(&["export", "--decoders", &p("decoded.mxq"), "--prior", &p("tiny.mxq"), "--out", &p("swapped.mxq")]);
+    ok(&["generate", "--bundle", &p("swapped.mxq"), "--count", "3", "--seed", "4", "--out", &p("swapped.mxq.gen")]);
+    assert_eq!(images("swapped.mxq.gen"), images("decoded.mxq.gen"));
+    let neither = mxq(&["export", "--prior", &p("tiny.mxq"), "--out", &p("x.mxq")].map(String::from));
+    assert!(
+        !neither.status.success() && String::from_utf8_lossy(&neither.stderr).contains("--decoders"),
+        "{neither:?}"
+    );
     // the run's stage 1 is the fine-tuned one from now on: its stage-1 file carries them
     ok(&["export", "--run", &fine, "--stage1", "--f32", "--out", &p("fine-stage1.mxq")]);
     ok(&["import", "--stage1", &p("fine-stage1.mxq"), "--run", &p("refined")]);

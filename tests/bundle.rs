@@ -238,7 +238,7 @@ fn a_bundle_takes_the_prior_of_another_of_its_stage_1() {
     assert_eq!(module_tensors(&generator.prior).unwrap(), prior);
 
     let stranger = load(&other, &deeper);
-    let refused = load(&first, &cfg).with_prior_of(stranger).err().expect("another codebook is refused");
+    let refused = load(&first, &cfg).with_prior_of(stranger).expect_err("another codebook is refused");
     let why = refused.to_string();
     assert!(why.contains("another stage 1") && why.contains("(the codebook differs)"), "{why}");
 }

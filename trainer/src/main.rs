@@ -460,9 +460,9 @@ struct ExportArgs {
     stage1: bool,
     /// Ship this bundle's prior (and its config) with the run's (or --decoders') decoders
     /// instead of the run's prior/: a bundle exported again after `mxq train decoders`. It must
-    /// be a prior of the same stage 1 (checked: config, tokenizer, codebook). Given more than once: the mean of
-    /// these bundles' weights (fine-tunes of one prior: a weight "soup"), or with
-    /// --prior-weights their weighted sum.
+    /// be a prior of the same stage 1 (checked: config, tokenizer, codebook). Given more than
+    /// once: the mean of these bundles' weights (fine-tunes of one prior: a weight "soup"), or
+    /// with --prior-weights their weighted sum.
     #[arg(long, conflicts_with_all = ["stage1", "encoder"])]
     prior: Vec<PathBuf>,
     /// One weight per --prior, comma-separated (e.g. `1,1,-1`: two fine-tunes' updates added
@@ -880,18 +880,20 @@ fn export(a: ExportArgs) -> Result<()> {
         _ => Precision::Int8,
     };
     let load = LoadArgs { no_packed_kernels: true };
-    // the decoders' source: a run folder, or (--decoders) a bundle
-    let with_prior = |prior: Bundle| match (&a.decoders, &a.run) {
-        (Some(path), _) => Ok(load_bundle(path, &load, &mxq::cpu())?.with_prior_of(prior)?),
-        (None, Some(run)) => Ok(Run::new(run).generator_with(prior, &mxq::cpu())?),
-        (None, None) => bail!("--run or --decoders is needed"),
+    // clap gives --run or --decoders, and --decoders only with --prior: every path without a
+    // --decoders bundle has a run
+    let run = || a.run.as_deref().map(Run::new).context("--run or --decoders is needed");
+    let with_prior = |prior: Bundle| match &a.decoders {
+        Some(path) => Ok::<_, anyhow::Error>(load_bundle(path, &load, &mxq::cpu())?.with_prior_of(prior)?),
+        None => Ok(run()?.generator_with(prior, &mxq::cpu())?),
     };
-    let bytes = if a.stage1 || a.encoder {
-        let run = Run::new(a.run.as_deref().context("--stage1 and --encoder export a --run")?);
-        if a.stage1 { run.export_stage1(precision, &mxq::cpu())? } else { run.export_encoder(precision, &mxq::cpu())? }
+    let bytes = if a.stage1 {
+        run()?.export_stage1(precision, &mxq::cpu())?
+    } else if a.encoder {
+        run()?.export_encoder(precision, &mxq::cpu())?
     } else {
         let (generator, config, tokenizer) = match a.prior.as_slice() {
-            [] => Run::new(a.run.as_deref().context("--run is needed without --prior")?).generator(&mxq::cpu())?,
+            [] => run()?.generator(&mxq::cpu())?,
             [path] if a.prior_weights.is_none() => with_prior(load_bundle(path, &load, &mxq::cpu())?)?,
             paths => {
                 let weights = a.prior_weights.unwrap_or_else(|| vec![1.0 / paths.len() as f64; paths.len()]);

@@ -90,8 +90,15 @@ fn what_cannot_be_drawn_is_a_named_error() {
     assert!(given("  ").contains("the caption is empty"));
     let unknown = given("a red 3 in the top left €€ ✓");
     assert!(unknown.contains("never saw") && unknown.contains("'€'") && unknown.contains("'✓'"), "{unknown}");
+    // whitespace other than a space is a character like the rest, not a separator
+    let tab = given("a red 3\tin the top left");
+    assert!(tab.contains("never saw") && tab.contains("'\\t'"), "{tab}");
+    assert!(given("a red 3 in the top\u{a0}left").contains("never saw"));
     let long = [pairs[0].caption.as_str(); 8].join(" and ");
     assert!(given(&long).contains("longer than 64 tokens"), "{}", given(&long));
+    // a caption of megabytes is refused by its length before anything is encoded
+    let huge = "a".repeat(8 << 20);
+    assert!(given(&huge).contains("longer than 64 tokens"));
     // a caption of other words is still drawn: other data sets have other grammars
     assert!(bundle.given_caption(&encoder, "three red digits", &device).is_ok());
 

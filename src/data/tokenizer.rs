@@ -4,7 +4,9 @@
 
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{
+    AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams,
+};
 
 use crate::Error;
 
@@ -25,6 +27,9 @@ pub const MASK_ID: u32 = 2;
 pub struct CaptionTokenizer {
     inner: Tokenizer,
     length: usize,
+    /// Bytes in the vocabulary's longest entry: a caption of more than `length` times
+    /// this many bytes cannot fit, whatever it says.
+    longest: usize,
 }
 
 impl std::fmt::Debug for CaptionTokenizer {
@@ -89,10 +94,40 @@ impl CaptionTokenizer {
             )));
         }
         match inner.get_truncation() {
-            Some(t) if t.max_length == length => {}
-            _ => return Err(Error::Tokenizer(format!("captions must be truncated to the padding length {length}"))),
+            Some(t) if t.max_length == length && t.stride == 0 && t.direction == TruncationDirection::Right => {}
+            _ => {
+                return Err(Error::Tokenizer(format!(
+                    "captions must be truncated at the end to the padding length {length}, with no stride"
+                )));
+            }
         }
-        Ok(Self { inner, length })
+        // what `encode` relies on, which a hand-edited tokenizer.json could change: padding at
+        // the end with PAD to exactly `length`, byte-level BPE with [UNK] (so encoding
+        // cannot fail), and every id within the vocabulary (the model's embedding rows)
+        match inner.get_padding() {
+            Some(p)
+                if p.pad_id == PAD_ID
+                    && p.pad_to_multiple_of.is_none()
+                    && matches!(p.direction, PaddingDirection::Right) => {}
+            _ => {
+                return Err(Error::Tokenizer(format!(
+                    "captions must be padded at the end with {PAD} (id {PAD_ID}) to exactly the padding length"
+                )));
+            }
+        }
+        match inner.get_model() {
+            tokenizers::ModelWrapper::BPE(bpe) if bpe.unk_token.as_deref() == Some(UNK) => {}
+            _ => return Err(Error::Tokenizer(format!("the tokenizer must be byte-level BPE with {UNK}"))),
+        }
+        if inner.get_post_processor().is_some() {
+            return Err(Error::Tokenizer("the tokenizer must add no tokens after encoding (no post-processor)".into()));
+        }
+        let size = inner.get_vocab_size(true);
+        if let Some((token, id)) = inner.get_vocab(true).into_iter().find(|(_, id)| *id as usize >= size) {
+            return Err(Error::Tokenizer(format!("token {token:?} has id {id}, past the vocabulary's {size} entries")));
+        }
+        let longest = inner.get_vocab(true).keys().map(|t| t.len()).max().unwrap_or(1);
+        Ok(Self { inner, length, longest })
     }
 
     /// Whether this tokenizer is the one `text` was built for: the same vocabulary size and
@@ -126,7 +161,7 @@ impl CaptionTokenizer {
     pub fn encode(&self, caption: &str) -> Vec<u32> {
         match self.inner.encode(caption, false) {
             Ok(enc) => enc.get_ids().to_vec(),
-            // byte-level BPE covers every byte, so encoding cannot fail on a string
+            // BPE with an unknown token (checked at load) encodes every string
             Err(_) => vec![PAD_ID; self.length],
         }
     }
@@ -138,10 +173,19 @@ impl CaptionTokenizer {
         if caption.trim().is_empty() {
             return Err(Error::Tokenizer("the caption is empty".into()));
         }
+        // bounded before anything is encoded: a caption from a page's address may be megabytes
+        if caption.len() > self.length * self.longest {
+            return Err(Error::Tokenizer(format!("the caption is longer than {} tokens", self.length)));
+        }
         let unk = SPECIALS.iter().position(|s| *s == UNK).expect("UNK is a special") as u32;
-        let unknown: std::collections::BTreeSet<char> =
-            caption.chars().filter(|c| !c.is_whitespace() && self.encode(&c.to_string()).contains(&unk)).collect();
-        let unknown: Vec<String> = unknown.iter().map(|c| format!("{c:?}")).collect();
+        // a space is the words' separator; any other whitespace (a tab, a no-break space) is
+        // a character like the rest
+        let distinct: std::collections::BTreeSet<char> = caption.chars().filter(|c| *c != ' ').collect();
+        let unknown: Vec<String> = distinct
+            .into_iter()
+            .filter(|c| self.encode(&c.to_string()).contains(&unk))
+            .map(|c| format!("{c:?}"))
+            .collect();
         if !unknown.is_empty() {
             return Err(Error::Tokenizer(format!(
                 "the caption has characters this tokenizer never saw in training: {}",

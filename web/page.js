@@ -249,7 +249,9 @@ function captionCanvas(card, canvas = card.canvas) {
   canvas.toBlob(async (blob) => captionBytes(card, new Uint8Array(await blob.arrayBuffer())), 'image/png');
 }
 
-// an uploaded or dropped image: a card of its own, shown at 64×64, captioned from its file
+// an uploaded or dropped image: a card of its own, shown at 64×64. A PNG is captioned from
+// its file (as `mxq caption` reads it); any other format the browser decodes (JPEG, WebP,
+// GIF…; the page's wasm reads PNG only) from the 64×64 image the card shows.
 async function captionFile(file) {
   const card = newCard(cards.length);
   card.element.classList.remove('pending');
@@ -259,6 +261,7 @@ async function captionFile(file) {
   try {
     const bitmap = await createImageBitmap(file);
     card.canvas.getContext('2d').drawImage(bitmap, 0, 0, SIZE, SIZE);
+    if (file.type !== 'image/png') return captionCanvas(card);
   } catch {
     // not an image the browser shows: the worker's error names the problem
   }

@@ -14,6 +14,8 @@ use crate::error::{Error, read_bounded, write_atomic};
 
 /// The largest image file a pairs folder may name.
 pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+/// The widest and tallest image read, in pixels (it is resized to `IMAGE_SIZE` anyway).
+pub const MAX_IMAGE_SIDE: u32 = 4096;
 /// The largest `pairs.jsonl`.
 pub const MAX_LISTING_BYTES: u64 = 1 << 30;
 
@@ -125,7 +127,7 @@ fn load_image_fitted(path: &Path) -> Result<(Vec<u8>, Fitted), Error> {
     decode_image_fitted(&bytes, &path.display().to_string())
 }
 
-/// An encoded image (PNG, JPEG, … as the `image` crate reads them) as `IMAGE_SIZE`² RGB
+/// An encoded image (PNG; natively JPEG too, the `native` feature) as `IMAGE_SIZE`² RGB
 /// bytes, resized as in training; `name` says which image in an error.
 pub fn decode_image(bytes: &[u8], name: &str) -> Result<Vec<u8>, Error> {
     if bytes.len() as u64 > MAX_IMAGE_BYTES {
@@ -139,7 +141,18 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Vec<u8>, Error> {
 
 fn decode_image_fitted(bytes: &[u8], name: &str) -> Result<(Vec<u8>, Fitted), Error> {
     let bad = |why: String| Error::Image { path: name.into(), why };
-    let img = image::load_from_memory(bytes).map_err(|e| bad(e.to_string()))?;
+    // the sides are bounded before decoding: a small PNG can declare gigapixels
+    let mut limits = image::Limits::default();
+    (limits.max_image_width, limits.max_image_height) = (Some(MAX_IMAGE_SIDE), Some(MAX_IMAGE_SIDE));
+    let mut reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()))?;
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => {
+            bad(format!("{e}: images up to {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE} pixels are read"))
+        }
+        e => bad(e.to_string()),
+    })?;
     let converted = usize::from(img.color() != image::ColorType::Rgb8);
     let img = img.to_rgb8();
     let side = IMAGE_SIZE as u32;

@@ -80,8 +80,8 @@ impl Demo {
         self.captioner.is_some()
     }
 
-    /// The caption the captioner gives an encoded image (PNG, JPEG, …; other sizes resized
-    /// as in training): the image's codes with the caption masked, then the text codes drawn
+    /// The caption the captioner gives an encoded PNG (other formats: the page's PNG of what
+    /// the browser decoded; other sizes resized as in training): the image's codes with the caption masked, then the text codes drawn
     /// as `mxq caption` draws them by default: [`CAPTION_CANDIDATES`] captions at
     /// [`CAPTION_TEMPERATURE`], the one the demo bundle's prior finds most likely with the
     /// image kept (the same caption as natively, every time).

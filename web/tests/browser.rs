@@ -286,4 +286,28 @@ fn a_caption_is_drawn_and_a_card_captioned_as_natively() {
     let opts = SampleOptions { temperature: CAPTION_TEMPERATURE, ..SampleOptions::default() };
     let native = captioner.generate_from(&given, 1, 1, opts, Some(&rerank), &device).remove(0).caption;
     assert_eq!(on_page.as_str(), Some(native.as_str()), "page vs native caption of the first card");
+
+    // a JPEG dropped on the page (its wasm reads PNG only): captioned from what the browser decoded
+    eval(
+        &tab,
+        r#"(async () => {
+          const canvas = new OffscreenCanvas(96, 96);
+          const g = canvas.getContext('2d');
+          g.fillStyle = '#000';
+          g.fillRect(0, 0, 96, 96);
+          g.fillStyle = '#f00';
+          g.font = 'bold 64px sans-serif';
+          g.fillText('3', 30, 72);
+          const blob = await canvas.convertToBlob({ type: 'image/jpeg' });
+          const files = new DataTransfer();
+          files.items.add(new File([blob], 'three.jpg', { type: 'image/jpeg' }));
+          document.dispatchEvent(new DragEvent('drop', { dataTransfer: files, cancelable: true }));
+        })()"#,
+    );
+    let last = "[...document.querySelectorAll('.card')].pop()";
+    let captioned = format!("({last}.dataset.captioned ? 'captioned' : document.body.dataset.state)");
+    wait_for(&tab, &captioned, &["captioned"], Duration::from_secs(240));
+    screenshot(&tab, "captioned-jpeg");
+    let caption = eval(&tab, &format!("{last}.dataset.captioned"));
+    assert!(caption.as_str().is_some_and(|c| !c.is_empty()), "the JPEG's caption: {caption:?}");
 }

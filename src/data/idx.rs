@@ -6,6 +6,11 @@ use std::path::Path;
 
 use crate::Error;
 
+/// MNIST's glyphs are this many pixels on each side.
+pub const GLYPH_SIDE: usize = 28;
+/// The largest IDX file read, unzipped (the full 60,000 MNIST training glyphs are 47 MB).
+pub const MAX_IDX_BYTES: u64 = 256 << 20;
+
 /// Digit glyphs and their labels.
 #[derive(Debug, Clone)]
 pub struct Digits {
@@ -36,6 +41,10 @@ impl Digits {
         let bad = |why: String| Error::Idx { path: images.display().to_string(), why };
         if dims.len() != 3 {
             return Err(bad(format!("expected 3 dimensions, found {}", dims.len())));
+        }
+        // Caption MNIST places 28×28 glyphs in 32×32 regions (docs/CAPTION_MNIST.md)
+        if dims[1..] != [GLYPH_SIDE, GLYPH_SIDE] {
+            return Err(bad(format!("glyphs of {}×{}, expected MNIST's {GLYPH_SIDE}×{GLYPH_SIDE}", dims[1], dims[2])));
         }
         if ldims[0] != dims[0] {
             return Err(bad(format!("{} images but {} labels in {}", dims[0], ldims[0], labels_path.display())));
@@ -80,7 +89,7 @@ impl Digits {
 
 /// Reads one IDX file of unsigned bytes: returns its dimensions and payload.
 pub fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), Error> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let raw = crate::error::read_bounded(path, MAX_IDX_BYTES)?;
     parse_idx(&raw, magic).map_err(|why| Error::Idx { path: path.display().to_string(), why })
 }
 
@@ -88,7 +97,13 @@ pub fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), Error>
 pub fn parse_idx(raw: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), String> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw).read_to_end(&mut out).map_err(|e| format!("bad gzip stream: {e}"))?;
+        flate2::read::GzDecoder::new(raw)
+            .take(MAX_IDX_BYTES + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("bad gzip stream: {e}"))?;
+        if out.len() as u64 > MAX_IDX_BYTES {
+            return Err(format!("unzips to more than {MAX_IDX_BYTES} bytes"));
+        }
         out
     } else {
         raw.to_vec()
@@ -107,10 +122,11 @@ pub fn parse_idx(raw: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), String
     }
     let dims: Vec<usize> =
         (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let expected = dims.iter().product::<usize>();
     let payload = bytes.len() - header;
-    if payload != expected {
-        return Err(format!("dimensions {dims:?} need {expected} bytes of data, the file has {payload}"));
+    let expected = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if expected != Some(payload) {
+        let need = expected.map_or_else(|| "more".to_string(), |n| n.to_string());
+        return Err(format!("dimensions {dims:?} need {need} bytes of data, the file has {payload}"));
     }
     Ok((dims, bytes[header..].to_vec()))
 }

@@ -83,6 +83,7 @@ pub(crate) fn start_state(
     tokenizer: &CaptionTokenizer,
     options: &TrainOptions,
 ) -> Result<(TrainState, bool), Error> {
+    options.check()?;
     if ckpt.exists() {
         check_resume(ckpt, stage, options)?;
         let mut state = ckpt.state()?;
@@ -144,7 +145,7 @@ pub(crate) fn fit<M: Module, S: Stage<M>>(
         return Err(ckpt.bad(format!("{n} training items for batches of {}", opts.batch_size)));
     }
     let per_epoch = n / opts.batch_size;
-    let total = opts.max_steps.unwrap_or(usize::MAX).min(per_epoch * opts.epochs);
+    let total = opts.max_steps.unwrap_or(usize::MAX).min(per_epoch.saturating_mul(opts.epochs));
     // the loss lines can come before the first checkpoint writes the folder
     std::fs::create_dir_all(&ckpt.dir).map_err(|e| Error::io(&ckpt.dir, e))?;
     let metrics_path = ckpt.dir.join("metrics.jsonl");

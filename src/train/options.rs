@@ -115,6 +115,35 @@ impl TrainOptions {
             .collect()
     }
 
+    /// Refuses options that would train nothing or train wrong, naming the option: a
+    /// learning rate that is not a positive number (a NaN turns every weight NaN), a decay
+    /// or share outside its range, zero epochs, steps or pairs per batch.
+    pub fn check(&self) -> Result<(), crate::Error> {
+        let bad = |why: String| Err(crate::Error::Options(why));
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(format!("learning rate {}: a positive number", self.learning_rate));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("weight decay {}: a number from 0", self.weight_decay));
+        }
+        if !(0.0..1.0).contains(&self.codebook_decay) {
+            return bad(format!("codebook decay {}: from 0 up to (not including) 1", self.codebook_decay));
+        }
+        if !(0.0..1.0).contains(&self.code_noise) {
+            return bad(format!("code noise {}: a share from 0 up to (not including) 1", self.code_noise));
+        }
+        if self.epochs == 0 {
+            return bad("0 epochs: at least 1".into());
+        }
+        if self.max_steps == Some(0) {
+            return bad("at most 0 steps: at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batches of 0 pairs: at least 1".into());
+        }
+        Ok(())
+    }
+
     /// The learning rate of optimizer step `step` (0-based) of `total`: linear warm-up, then
     /// the schedule. A resumed run with more epochs stretches the cosine from that step on.
     pub fn learning_rate_at(&self, step: usize, total: usize) -> f64 {

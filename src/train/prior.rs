@@ -156,12 +156,10 @@ pub fn encode_sequences_kept(
     if let Ok(bytes) = std::fs::read(&path) {
         let codes: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let n = data.len();
-        if n > 0
-            && bytes.len() % 4 == 0
-            && codes.len().is_multiple_of(n)
-            && codes.iter().all(|&c| (c as usize) < codebook)
+        // a file of another length or codebook (foreign, or cut short) is encoded again
+        let length = config.stage1.sequence_length();
+        if n > 0 && bytes.len() % 4 == 0 && codes.len() == n * length && codes.iter().all(|&c| (c as usize) < codebook)
         {
-            let length = codes.len() / n;
             return Ok((CodeSequences { codes, length }, true));
         }
     }

@@ -225,7 +225,7 @@ struct CaptionMnistArgs {
     /// train: digits 0..8000, seed 0; test: digits 8000.., seed 1.
     #[arg(long, value_enum)]
     split: Split,
-    /// Pairs to write (the spec's splits: 60000 train, 10000 test).
+    /// Pairs to write (the spec's splits: 60000 train, 10000 test; at most 1,000,000 a folder).
     #[arg(long)]
     count: usize,
     /// Override the split's seed.
@@ -544,8 +544,7 @@ struct CaptionArgs {
     seed: u64,
     #[command(flatten)]
     rerank: RerankArgs,
-    /// Images (PNG or any format the `image` crate reads); other sizes are resized to
-    /// 64×64 as in training.
+    /// Images (PNG or JPEG); other sizes are resized to 64×64 as in training.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -662,6 +661,8 @@ fn load_encoder(bundle: &Bundle, path: &Path, device: &Device) -> Result<Encoder
 }
 
 fn data_caption_mnist(a: CaptionMnistArgs) -> Result<()> {
+    // a folder's listing is held until it is written: larger sets are several folders
+    mxq::sample::check_counts(a.count, 1)?;
     let digits = Digits::load_dir(&a.mnist.mnist)?;
     let split = match a.split {
         Split::Train => caption_mnist::Split::Train,
@@ -701,6 +702,14 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
             );
         }
     }
+    let base = t.base(&run.stage1_dir())?;
+    let opts = TrainOptions {
+        restart_dead_every: a.restart_dead_every.unwrap_or(base.restart_dead_every),
+        codebook_decay: a.codebook_decay.unwrap_or(base.codebook_decay),
+        codebook_from_data: base.codebook_from_data && !a.no_codebook_from_data,
+        ..t.options_over(base.clone())
+    };
+    opts.check()?;
     let (pairs, fitted) = read_pairs_fitted(&t.data)?;
     let setup = Stage1Setup {
         config: match &a.config {
@@ -712,13 +721,6 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
         token_length: a.token_length.unwrap_or(64),
     };
     let (config, tokenizer) = run.prepare_stage1(&pairs, &setup, t.resume)?;
-    let base = t.base(&run.stage1_dir())?;
-    let opts = TrainOptions {
-        restart_dead_every: a.restart_dead_every.unwrap_or(base.restart_dead_every),
-        codebook_decay: a.codebook_decay.unwrap_or(base.codebook_decay),
-        codebook_from_data: base.codebook_from_data && !a.no_codebook_from_data,
-        ..t.options_over(base.clone())
-    };
     warn_fitted(fitted, &pairs, &tokenizer);
     let data = PairSet::new(&pairs, &tokenizer);
     // the images are held once: a copy per pair beside the set would double the memory
@@ -741,6 +743,8 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
 fn train_prior(a: PriorArgs) -> Result<()> {
     let t = &a.train;
     let run = Run::new(&t.run);
+    let options = t.options_over(t.base(&run.prior_dir())?);
+    options.check()?;
     let device = t.device.start()?;
     let (vae, state) = run.stage1(&device)?;
     let setup = PriorSetup {
@@ -774,7 +778,6 @@ fn train_prior(a: PriorArgs) -> Result<()> {
         if kept { "read back, not encoded again" } else { "encoded" },
         run.prior_dir().display()
     );
-    let options = t.options_over(t.base(&run.prior_dir())?);
     let (mut on_step, mut on_epoch, bar) = reporters(options.batch_size);
     let progress = Progress { on_step: &mut on_step, on_epoch: &mut on_epoch };
     let device = device.autodiff();
@@ -797,11 +800,9 @@ fn train_decoders(a: DecodersArgs) -> Result<()> {
     drop(pairs);
     let base = t.base(&run.decoders_dir())?;
     let code_noise = a.code_noise.unwrap_or(base.code_noise);
-    if !(0.0..1.0).contains(&code_noise) {
-        bail!("--code-noise {code_noise}: a share from 0 up to (not including) 1");
-    }
     let given = a.given.or(base.given);
     let options = TrainOptions { code_noise, given, ..t.options_over(base) };
+    options.check()?;
     // --given decides which codes are encoded: a resume that would be refused is refused
     // before minutes of encoding, not after
     let dir = run.decoders_dir();

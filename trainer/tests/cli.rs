@@ -574,6 +574,21 @@ fn bad_inputs_are_clear_errors() {
         "holds 1 files already",
     );
     fails_with(&["eval", "--bundle", &p("broken.mxq"), "--temperature", "NaN"], "temperature NaN");
+    fails_with(&["data", "caption-mnist", "--split", "test", "--count", "0", "--out", &p("none")], "count 0");
+    assert!(!tmp.path().join("none").exists(), "a refused count left a folder");
+    // training options that would train nothing or NaN weights: refused before the pairs are
+    // read or the run is written
+    let train = ["train", "stage1", "--preset", "tiny", "--data", &p("d"), "--run", &p("bad-run")];
+    for (extra, want) in [
+        (&["--lr", "NaN"][..], "learning rate NaN"),
+        (&["--lr=-0.001"], "learning rate -0.001"),
+        (&["--codebook-decay", "1"], "codebook decay 1"),
+        (&["--epochs", "0"], "0 epochs"),
+        (&["--max-steps", "0"], "at most 0 steps"),
+    ] {
+        fails_with(&train.iter().chain(extra).copied().collect::<Vec<_>>(), want);
+    }
+    assert!(!tmp.path().join("bad-run").exists(), "a refused run left a folder");
     // an I/O error names its path and says its cause once
     let out = mxq(&["eval", "--pairs", &p("no-such-folder")]);
     let err = String::from_utf8_lossy(&out.stderr);

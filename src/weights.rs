@@ -88,8 +88,13 @@ pub fn load_weights<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Result
                 return Err(Error::Bundle(format!("tensor {name} is {:?}, expected F32", v.dtype())));
             }
             // safetensors checked that the bytes fit the shape
-            let data = TensorData::new(f32s(v.data()), v.shape().to_vec());
-            Ok((name, data))
+            let values = f32s(v.data());
+            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Bundle(format!(
+                    "tensor {name} holds a non-finite value (at {at}): the weights are corrupt"
+                )));
+            }
+            Ok((name, TensorData::new(values, v.shape().to_vec())))
         })
         .collect::<Result<_, _>>()?;
     load_tensors(module, tensors)

@@ -11,6 +11,7 @@ use mxq::MxqConfig;
 use mxq::bundle::{self, Generator, LoadOptions, Precision, format};
 use mxq::data::PairWriter;
 use mxq::sample::{MAX_COUNT, SampleOptions, check_counts};
+use mxq::train::TrainOptions;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -68,6 +69,34 @@ fn a_tokenizer_whose_length_is_zero_or_not_the_configs_is_refused() {
     assert_contains(&load_error(&p.signed()), "truncated");
     // the untouched parts load (the refusals above are the edits', not the helper's)
     bundle::load(&good.signed(), &mxq::cpu(), LoadOptions::default()).unwrap();
+}
+
+/// A re-signed tokenizer.json that would give ids past the model's embedding rows, or other
+/// than `length` ids per caption, or fail to encode: each refused by what it changes.
+#[test]
+fn a_tokenizer_that_would_encode_wrong_is_refused() {
+    let edits: [(&str, fn(&mut Value), &str); 7] = [
+        ("an id past the vocabulary", |t| t["model"]["vocab"]["a"] = json!(5000), "past the vocabulary"),
+        ("another padding id", |t| t["padding"]["pad_id"] = json!(5), "padded at the end"),
+        ("padding to a multiple", |t| t["padding"]["pad_to_multiple_of"] = json!(100), "padded at the end"),
+        ("padding at the start", |t| t["padding"]["direction"] = json!("Left"), "padded at the end"),
+        ("a stride", |t| t["truncation"]["stride"] = json!(70), "no stride"),
+        ("no unknown token", |t| t["model"]["unk_token"] = Value::Null, "byte-level BPE"),
+        (
+            "a post-processor",
+            |t| {
+                t["post_processor"] =
+                    json!({ "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true })
+            },
+            "post-processor",
+        ),
+    ];
+    for (what, edit, want) in edits {
+        let mut p = parts();
+        edit(&mut p.tokenizer);
+        let e = load_error(&p.signed());
+        assert!(e.contains(want), "{what}: {e:?} should name {want:?}");
+    }
 }
 
 #[test]
@@ -182,6 +211,35 @@ fn a_weight_the_model_lacks_is_refused_by_name() {
 }
 
 #[test]
+fn scales_of_another_dtype_are_refused() {
+    let mut p = parts();
+    let (name, t) = p.tensors.iter().find(|(n, t)| n.ends_with("weight") && t.shape.len() == 2).unwrap();
+    let (name, values) = (name.clone(), t.data.len() / 4);
+    let q = mxq::weights::OwnedTensor { dtype: safetensors::Dtype::I8, shape: t.shape.clone(), data: vec![1; values] };
+    p.tensors.insert(name.clone(), q);
+    let n = values.div_ceil(64);
+    let scale = mxq::weights::OwnedTensor { dtype: safetensors::Dtype::I32, shape: vec![n], data: vec![0; 4 * n] };
+    p.tensors.insert(format!("{name}.__scale"), scale);
+    let e = load_error(&p.signed());
+    assert_contains(&e, &name);
+    assert_contains(&e, "not F32");
+}
+
+/// The judge's file (`--judge`) is refused with a NaN in it, as a bundle is.
+#[test]
+fn weights_files_that_are_not_finite_are_refused() {
+    let mut p = parts();
+    let (name, t) = p.tensors.iter_mut().find(|(n, _)| n.contains("bias")).unwrap();
+    t.data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let name = name.clone();
+    let bytes = mxq::weights::serialize(&p.tensors, None).unwrap();
+    let mut generator = Generator::new(&MxqConfig::from_json(&p.config.to_string()).unwrap(), &mxq::cpu());
+    let e = mxq::weights::load_weights(&mut generator, bytes).unwrap_err().to_string();
+    assert_contains(&e, &name);
+    assert_contains(&e, "non-finite");
+}
+
+#[test]
 fn weights_that_are_not_finite_are_refused_by_tensor() {
     for bad in [f32::NAN, f32::INFINITY] {
         let mut p = parts();
@@ -227,6 +285,83 @@ fn sampling_options_out_of_range_are_refused_by_name() {
     assert_contains(&check_counts(MAX_COUNT + 1, 4).unwrap_err().to_string(), "count");
     assert_contains(&check_counts(4, 0).unwrap_err().to_string(), "batch 0");
     check_counts(1, 1).unwrap();
+}
+
+/// An image that declares more pixels than are read: refused before it is decoded (a
+/// PNG of a few kilobytes can declare gigapixels).
+#[test]
+fn an_image_too_large_to_read_is_refused_by_its_size() {
+    let side = mxq::data::pairs::MAX_IMAGE_SIDE + 1;
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::GrayImage::new(side, 1).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let e = mxq::data::pairs::decode_image(png.get_ref(), "wide.png").unwrap_err().to_string();
+    assert_contains(&e, "wide.png");
+    assert_contains(&e, &format!("up to {0}×{0} pixels", side - 1));
+    // as wide as is read: read, resized to 64×64
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::GrayImage::new(side - 1, 1).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    assert_eq!(mxq::data::pairs::decode_image(png.get_ref(), "ok.png").unwrap().len(), 64 * 64 * 3);
+}
+
+/// Natively a JPEG is read as a PNG is (own data sets, `mxq caption photo.jpg`).
+#[test]
+fn a_jpeg_is_read_natively() {
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    let gradient = image::RgbImage::from_fn(96, 80, |x, y| image::Rgb([x as u8 * 2, y as u8 * 3, 0]));
+    gradient.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    let rgb = mxq::data::pairs::decode_image(jpeg.get_ref(), "photo.jpg").unwrap();
+    assert_eq!(rgb.len(), 64 * 64 * 3);
+    assert!(
+        rgb[(63 * 64 + 63) * 3] > 150 && rgb[0] < 20,
+        "the gradient survives: {} {}",
+        rgb[(63 * 64 + 63) * 3],
+        rgb[0]
+    );
+}
+
+/// Training options that would train nothing, or train every weight to NaN, are refused by
+/// name before a run starts.
+#[test]
+fn training_options_out_of_range_are_refused_by_name() {
+    let base = TrainOptions::default();
+    let refused = [
+        (TrainOptions { learning_rate: f64::NAN, ..base.clone() }, "learning rate NaN"),
+        (TrainOptions { learning_rate: -1e-3, ..base.clone() }, "learning rate -0.001"),
+        (TrainOptions { learning_rate: f64::INFINITY, ..base.clone() }, "learning rate inf"),
+        (TrainOptions { codebook_decay: 1.0, ..base.clone() }, "codebook decay 1"),
+        (TrainOptions { codebook_decay: f64::NAN, ..base.clone() }, "codebook decay NaN"),
+        (TrainOptions { code_noise: 1.0, ..base.clone() }, "code noise 1"),
+        (TrainOptions { weight_decay: -1.0, ..base.clone() }, "weight decay -1"),
+        (TrainOptions { epochs: 0, ..base.clone() }, "0 epochs"),
+        (TrainOptions { max_steps: Some(0), ..base.clone() }, "at most 0 steps"),
+        (TrainOptions { batch_size: 0, ..base.clone() }, "batches of 0 pairs"),
+    ];
+    for (options, want) in refused {
+        assert_contains(&options.check().unwrap_err().to_string(), want);
+    }
+    base.check().unwrap();
+    TrainOptions { codebook_decay: 0.0, max_steps: Some(1), epochs: 1, ..base }.check().unwrap();
+}
+
+#[test]
+fn idx_files_of_other_glyphs_or_impossible_sizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = |magic: u32, dims: &[u32], payload: usize| {
+        let mut b = magic.to_be_bytes().to_vec();
+        dims.iter().for_each(|d| b.extend(d.to_be_bytes()));
+        b.extend(vec![0u8; payload]);
+        b
+    };
+    let (images, labels) = (dir.path().join("x-images-idx3-ubyte"), dir.path().join("x-labels-idx1-ubyte"));
+    std::fs::write(&images, idx(0x0803, &[2, 30, 30], 2 * 900)).unwrap();
+    std::fs::write(&labels, idx(0x0801, &[2], 2)).unwrap();
+    let e = mxq::data::idx::Digits::load(&images, &labels).unwrap_err().to_string();
+    assert_contains(&e, "glyphs of 30×30, expected MNIST's 28×28");
+    // dimensions whose product overflows are a mismatch, not a panic
+    let e = mxq::data::idx::parse_idx(&idx(0x0803, &[u32::MAX, u32::MAX, u32::MAX], 8), 0x0803).unwrap_err();
+    assert_contains(&e, "need more bytes of data, the file has 8");
+    std::fs::write(&images, idx(0x0803, &[2, 28, 28], 2 * 784)).unwrap();
+    assert_eq!(mxq::data::idx::Digits::load(&images, &labels).unwrap().len(), 2);
 }
 
 fn write_image(path: &Path) {

@@ -8,6 +8,9 @@ let demo = null;
 let files = null; // the URLs from the load message
 let bundleArrived = 0; // performance.now() when the bundle's last byte came in
 
+// a file of mxq is at most this large (mxq::bundle::MAX_BUNDLE_BYTES): a download past it stops
+const MAX_BYTES = 2 ** 30;
+
 async function download(url, what = 'the bundle') {
   let response;
   try {
@@ -29,6 +32,10 @@ async function download(url, what = 'the bundle') {
     if (done) break;
     chunks.push(value);
     loaded += value.length;
+    if (loaded > MAX_BYTES) {
+      reader.cancel();
+      throw new Error(`${what} ${url} is larger than ${MAX_BYTES} bytes, more than any file of mxq`);
+    }
     postMessage({ type: 'progress', what, loaded, total: compressed ? 0 : total });
   }
   if (!compressed && total && loaded !== total) {

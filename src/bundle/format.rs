@@ -27,6 +27,9 @@ pub const VERSION: u32 = 3;
 /// ([`crate::config::legacy`]); its tensors are named as today's.
 pub const READS: [u32; 2] = [2, 3];
 const SCALE_SUFFIX: &str = ".__scale";
+/// The most weights a file may hold (512 MB as f32; the paper preset's bundle has ~25M):
+/// refused before they are widened, which a page's wasm could not survive.
+pub const MAX_WEIGHTS: usize = 1 << 27;
 
 /// What a file of this format holds (metadata `contents`; absent in files from before
 /// stage-1 files existed, which are all generators).
@@ -172,6 +175,13 @@ pub fn write_kind(
 /// gives an error naming the fault.
 pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
     let bad = |why: String| Error::Bundle(why);
+    if bytes.len() as u64 > super::MAX_BUNDLE_BYTES {
+        return Err(bad(format!(
+            "{} bytes, more than the {} a file of mxq may have",
+            bytes.len(),
+            super::MAX_BUNDLE_BYTES
+        )));
+    }
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         bad(format!("not a readable safetensors file ({} bytes; truncated or corrupted?): {e}", bytes.len()))
     })?;
@@ -206,12 +216,22 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
         "f32" => Precision::F32,
         other => return Err(bad(format!("precision '{other}' (int4, int8 or f32)"))),
     };
-    let scales_of = |name: &str, what: &str| {
-        tensors
-            .get(&format!("{name}{SCALE_SUFFIX}"))
-            .map(|s| f32s(s.data()))
-            .ok_or_else(|| bad(format!("{what} tensor {name} has no scales")))
+    let scales_of = |name: &str, what: &str| match tensors.get(&format!("{name}{SCALE_SUFFIX}")) {
+        Some(s) if s.dtype() == Dtype::F32 => Ok(f32s(s.data())),
+        Some(s) => Err(bad(format!("{what} tensor {name} has scales of dtype {:?}, not F32", s.dtype()))),
+        None => Err(bad(format!("{what} tensor {name} has no scales"))),
     };
+    // counted before anything is widened to f32: a 4-bit file holds 8 times its bytes in f32
+    let weights_in = |t: &TensorView| match t.dtype() {
+        Dtype::U8 => t.data().len().saturating_mul(2),
+        Dtype::F32 => t.data().len() / 4,
+        _ => t.data().len(),
+    };
+    let held = tensors.iter().filter(|(n, _)| !n.ends_with(SCALE_SUFFIX)).map(|(_, t)| weights_in(t));
+    let held = held.fold(0usize, usize::saturating_add);
+    if held > MAX_WEIGHTS {
+        return Err(bad(format!("{held} weights, more than the {MAX_WEIGHTS} a file of mxq may hold")));
+    }
     // dequantize to f32 values that burn-store loads as they are
     let mut weights = BTreeMap::new();
     let mut int8 = StoredBlocks::new();
@@ -239,7 +259,9 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
                 if scales.len() != len.div_ceil(BLOCK) {
                     return Err(bad(format!("tensor {name}: {} scales for {len} 4-bit values", scales.len())));
                 }
-                *shape.last_mut().ok_or_else(|| bad(format!("4-bit tensor {name} has no shape")))? *= 2;
+                let last = shape.last_mut().ok_or_else(|| bad(format!("4-bit tensor {name} has no shape")))?;
+                *last =
+                    last.checked_mul(2).ok_or_else(|| bad(format!("4-bit tensor {name}: shape {:?}", t.shape())))?;
                 dequantize_int4_blocks(t.data(), len, &scales)
             }
             other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),

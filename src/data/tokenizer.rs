@@ -117,7 +117,11 @@ impl CaptionTokenizer {
         }
         match inner.get_model() {
             tokenizers::ModelWrapper::BPE(bpe) if bpe.unk_token.as_deref() == Some(UNK) => {}
-            _ => return Err(Error::Tokenizer(format!("the tokenizer must be byte-level BPE with {UNK}"))),
+            _ => {
+                return Err(Error::Tokenizer(format!(
+                    "the tokenizer must be BPE with {UNK} (mxq trains byte-level BPE)"
+                )));
+            }
         }
         if inner.get_post_processor().is_some() {
             return Err(Error::Tokenizer("the tokenizer must add no tokens after encoding (no post-processor)".into()));

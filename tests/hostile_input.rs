@@ -75,7 +75,8 @@ fn a_tokenizer_whose_length_is_zero_or_not_the_configs_is_refused() {
 /// than `length` ids per caption, or fail to encode: each refused by what it changes.
 #[test]
 fn a_tokenizer_that_would_encode_wrong_is_refused() {
-    let edits: [(&str, fn(&mut Value), &str); 7] = [
+    type Edit = fn(&mut Value);
+    let edits: [(&str, Edit, &str); 7] = [
         ("an id past the vocabulary", |t| t["model"]["vocab"]["a"] = json!(5000), "past the vocabulary"),
         ("another padding id", |t| t["padding"]["pad_id"] = json!(5), "padded at the end"),
         ("padding to a multiple", |t| t["padding"]["pad_to_multiple_of"] = json!(100), "padded at the end"),

@@ -707,7 +707,7 @@ fn train_stage1(a: Stage1Args) -> Result<()> {
         restart_dead_every: a.restart_dead_every.unwrap_or(base.restart_dead_every),
         codebook_decay: a.codebook_decay.unwrap_or(base.codebook_decay),
         codebook_from_data: base.codebook_from_data && !a.no_codebook_from_data,
-        ..t.options_over(base.clone())
+        ..t.options_over(base)
     };
     opts.check()?;
     let (pairs, fitted) = read_pairs_fitted(&t.data)?;

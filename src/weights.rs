@@ -39,6 +39,17 @@ pub fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect()
 }
 
+/// Refuses weights with a NaN or an infinity, naming the tensor: loaded, they would make
+/// every output of the model silently wrong (bundles, stage-1 files, the judge's file).
+pub fn check_finite(name: &str, values: &[f32]) -> Result<(), Error> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(at) => {
+            Err(Error::Bundle(format!("tensor {name} holds a non-finite value (at {at}): the weights are corrupt")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// f32 values → little-endian bytes.
 pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     // sized up front: a `flat_map` collect grows by reallocation, which the page's wasm pays
@@ -89,11 +100,7 @@ pub fn load_weights<M: ModuleSnapshot>(module: &mut M, bytes: Vec<u8>) -> Result
             }
             // safetensors checked that the bytes fit the shape
             let values = f32s(v.data());
-            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
-                return Err(Error::Bundle(format!(
-                    "tensor {name} holds a non-finite value (at {at}): the weights are corrupt"
-                )));
-            }
+            check_finite(&name, &values)?;
             Ok((name, TensorData::new(values, v.shape().to_vec())))
         })
         .collect::<Result<_, _>>()?;

@@ -266,9 +266,7 @@ pub fn read(bytes: &[u8]) -> Result<Contents, Error> {
             }
             other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),
         };
-        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
-            return Err(bad(format!("tensor {name} holds a non-finite value (at {at}): the weights are corrupt")));
-        }
+        crate::weights::check_finite(name, &values)?;
         if values.len() != shape.iter().product::<usize>() {
             return Err(bad(format!("tensor {name}: {} values for shape {shape:?}", values.len())));
         }

@@ -126,11 +126,11 @@ impl CaptionTokenizer {
         if inner.get_post_processor().is_some() {
             return Err(Error::Tokenizer("the tokenizer must add no tokens after encoding (no post-processor)".into()));
         }
-        let size = inner.get_vocab_size(true);
-        if let Some((token, id)) = inner.get_vocab(true).into_iter().find(|(_, id)| *id as usize >= size) {
+        let (vocab, size) = (inner.get_vocab(true), inner.get_vocab_size(true));
+        if let Some((token, id)) = vocab.iter().find(|(_, id)| **id as usize >= size) {
             return Err(Error::Tokenizer(format!("token {token:?} has id {id}, past the vocabulary's {size} entries")));
         }
-        let longest = inner.get_vocab(true).keys().map(|t| t.len()).max().unwrap_or(1);
+        let longest = vocab.keys().map(|t| t.len()).max().unwrap_or(1);
         Ok(Self { inner, length, longest })
     }
 

@@ -141,7 +141,8 @@ pub(crate) fn fit<M: Module, S: Stage<M>>(
         stage.restore(&state.stage_state).map_err(|e| ckpt.bad(format!("state.json: {e}")))?;
     }
     let n = stage.items();
-    if n < opts.batch_size || opts.batch_size == 0 {
+    // (a batch of 0 is refused with the options, by start_state)
+    if n < opts.batch_size {
         return Err(ckpt.bad(format!("{n} training items for batches of {}", opts.batch_size)));
     }
     let per_epoch = n / opts.batch_size;

@@ -81,10 +81,10 @@ impl Demo {
     }
 
     /// The caption the captioner gives an encoded PNG (other formats: the page's PNG of what
-    /// the browser decoded; other sizes resized as in training): the image's codes with the caption masked, then the text codes drawn
-    /// as `mxq caption` draws them by default: [`CAPTION_CANDIDATES`] captions at
-    /// [`CAPTION_TEMPERATURE`], the one the demo bundle's prior finds most likely with the
-    /// image kept (the same caption as natively, every time).
+    /// the browser decoded; other sizes resized as in training): the image's codes with the
+    /// caption masked, then the text codes drawn as `mxq caption` draws them by default:
+    /// [`CAPTION_CANDIDATES`] captions at [`CAPTION_TEMPERATURE`], the one the demo bundle's
+    /// prior finds most likely with the image kept (the same caption as natively, every time).
     pub async fn caption(&self, image: Vec<u8>) -> Result<String, JsError> {
         let (Some(captioner), Some(encoder)) = (&self.captioner, &self.encoder) else {
             return Err(JsError::new("captioning needs the encoder file and the captioner: load both first"));
